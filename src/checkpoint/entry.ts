@@ -1,0 +1,33 @@
+import type { Readable } from 'node:stream';
+
+/** One file-system entry of a checkpoint tree, whatever it was read from. */
+export interface TreeEntry {
+  /** Relative POSIX path from the tree root, no `./`, no trailing slash; checked to stay inside. */
+  path: string;
+  type: 'file' | 'directory' | 'symlink' | 'hardlink';
+  mode: number;
+  uid: number;
+  gid: number;
+  uname?: string;
+  gname?: string;
+  mtime: Date;
+  /** Bytes of content; 0 for anything but a file. */
+  size: number;
+  /** Target of a link. */
+  linkname?: string;
+}
+
+/** An entry as a source yields it: content may be read once, before asking for the next entry. */
+export interface SourceEntry {
+  entry: TreeEntry;
+  /** The file's bytes; undefined for anything but a file. Unread content is skipped. */
+  open?: () => Readable;
+}
+
+/** Where a checkpoint tree comes from. Every kind yields the same entries in a stable order. */
+export interface CheckpointSource {
+  /** What the user named: a path or a reference. */
+  readonly name: string;
+  readonly kind: 'archive' | 'directory' | 'image';
+  entries(signal?: AbortSignal): AsyncGenerator<SourceEntry>;
+}

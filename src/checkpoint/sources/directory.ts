@@ -1,0 +1,62 @@
+import { lstat, opendir, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { CheckpointSource, SourceEntry, TreeEntry } from '../entry.js';
+import { fromSystemError } from '../../errors.js';
+import { fileStream } from '../../fs/file-stream.js';
+import { assertSafeLink } from '../../tar/safety.js';
+
+/**
+ * An unpacked checkpoint directory or a raw `criu dump` directory. Entries come sorted by name,
+ * depth first, so the same tree always gives the same layers.
+ */
+export class DirectorySource implements CheckpointSource {
+  readonly kind = 'directory';
+
+  constructor(readonly name: string) {}
+
+  entries(signal?: AbortSignal): AsyncGenerator<SourceEntry> {
+    return this.#walk('', signal);
+  }
+
+  async *#walk(rel: string, signal: AbortSignal | undefined): AsyncGenerator<SourceEntry> {
+    const dir = join(this.name, rel);
+    const names: string[] = [];
+    try {
+      for await (const d of await opendir(dir)) names.push(d.name);
+    } catch (err) {
+      throw fromSystemError(err, dir);
+    }
+    names.sort();
+    for (const name of names) {
+      signal?.throwIfAborted();
+      const path = rel === '' ? name : `${rel}/${name}`;
+      const full = join(this.name, path);
+      const entry = await this.#entry(path, full);
+      if (!entry) continue;
+      yield {
+        entry,
+        open: entry.type === 'file' ? () => fileStream(full, signal) : undefined,
+      };
+      if (entry.type === 'directory') yield* this.#walk(path, signal);
+    }
+  }
+
+  async #entry(path: string, full: string): Promise<TreeEntry | undefined> {
+    let info;
+    try {
+      info = await lstat(full);
+    } catch (err) {
+      throw fromSystemError(err, full);
+    }
+    const base = { path, mode: info.mode & 0o7777, uid: info.uid, gid: info.gid, mtime: info.mtime, size: 0 };
+    if (info.isDirectory()) return { ...base, type: 'directory' };
+    if (info.isFile()) return { ...base, type: 'file', size: info.size };
+    if (info.isSymbolicLink()) {
+      const linkname = await readlink(full);
+      assertSafeLink(path, linkname, 'symlink', this.name);
+      return { ...base, type: 'symlink', linkname };
+    }
+    // Sockets and FIFOs left in a dump directory carry no checkpoint data.
+    return undefined;
+  }
+}

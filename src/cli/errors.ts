@@ -1,0 +1,23 @@
+import { CommanderError } from 'commander';
+import { CkptError, ExitCode } from '../errors.js';
+
+/** Credentials that might be quoted back by an error from a lower layer: never print them. */
+function redact(message: string): string {
+  return message
+    .replace(/(authorization:\s*)(basic|bearer)\s+\S+/gi, '$1$2 [redacted]')
+    .replace(/\b(password|token|secret|access_token|refresh_token)=([^&\s]+)/gi, '$1=[redacted]')
+    .replace(/\/\/[^/\s:@]+:[^/\s@]+@/g, '//[redacted]@');
+}
+
+/** Prints one line for a failure and returns the exit code it maps to. */
+export function reportError(err: unknown, write: (line: string) => void): number {
+  if (err instanceof CommanderError) return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
+  if (err instanceof CkptError) {
+    write(`ckpt: ${redact(err.message)}`);
+    return err.exitCode;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  write(`ckpt: ${redact(message)}`);
+  if (process.env.CKPT_DEBUG && err instanceof Error && err.stack) write(redact(err.stack));
+  return ExitCode.failure;
+}

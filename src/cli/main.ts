@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { ExitCode } from '../errors.js';
+import { reportError } from './errors.js';
+import { registerBuild } from './commands/build.js';
+import { registerInspect } from './commands/inspect.js';
+
+const EXIT_CODES_HELP = `
+Exit codes:
+  0    success
+  1    unexpected failure
+  2    usage: bad option, argument or reference
+  3    bad input: not a checkpoint, corrupt or unsafe archive, broken metadata, unsupported format
+  4    not found: file, layout, tag, repository or blob
+  5    authentication failed or access denied
+  6    network or registry failure (after retries)
+  7    integrity: content does not match its digest or size
+  8    local write failed: disk full, permission, destination in the way
+  130  interrupted`;
+
+export function program(signal: AbortSignal): Command {
+  const cli = new Command('ckpt')
+    .description('Turn CRIU container checkpoints into OCI images, and back.')
+    .version(process.env.npm_package_version ?? '0.1.0')
+    .showHelpAfterError()
+    .addHelpText('after', EXIT_CODES_HELP)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  registerBuild(cli, signal);
+  registerInspect(cli, signal);
+  for (const command of cli.commands) command.exitOverride().addHelpText('after', EXIT_CODES_HELP);
+  return cli;
+}
+
+/** Runs the CLI and resolves to the exit code; the binary exits with it. */
+export async function run(argv: string[]): Promise<number> {
+  const controller = new AbortController();
+  const onSignal = () => controller.abort();
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  try {
+    await program(controller.signal).parseAsync(argv, { from: 'user' });
+    return ExitCode.ok;
+  } catch (err) {
+    return reportError(err, (line) => process.stderr.write(`${line}\n`));
+  } finally {
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+  }
+}
+
+run(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+});

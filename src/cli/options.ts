@@ -1,0 +1,36 @@
+import { InvalidArgumentError } from 'commander';
+import { COMPRESSIONS, type Compression } from '../compress/codec.js';
+import { COMPATS, type Compat } from '../image/annotations.js';
+import { parseSize } from './format.js';
+
+/** Parsers for option values shared by several commands; each rejects bad input with a sentence. */
+
+export function compressionOption(value: string): Compression {
+  if (!(COMPRESSIONS as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`expected one of ${COMPRESSIONS.join(', ')}`);
+  }
+  return value as Compression;
+}
+
+export function compatOption(value: string): Compat {
+  if (!(COMPATS as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${COMPATS.join(', ')}`);
+  return value as Compat;
+}
+
+export function integerOption(value: string): number {
+  if (!/^\d+$/.test(value)) throw new InvalidArgumentError('expected a whole number');
+  return Number(value);
+}
+
+export function sizeOption(value: string): number {
+  const size = parseSize(value);
+  if (size === undefined || size <= 0) throw new InvalidArgumentError('expected a size such as 256MiB');
+  return size;
+}
+
+/** Collects repeated `--annotation KEY=VALUE` options into a record. */
+export function annotationOption(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError('expected KEY=VALUE');
+  return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+}

@@ -1,0 +1,111 @@
+import { pipeline } from 'node:stream/promises';
+import { z } from 'zod';
+import type { CheckpointSource } from '../checkpoint/entry.js';
+import { interpretScan } from '../checkpoint/metadata.js';
+import { type OpenCheckpointOptions, openCheckpoint } from '../checkpoint/open.js';
+import { CheckpointScanner } from '../checkpoint/scan.js';
+import { type CheckpointMetadata, CheckpointMetadataSchema } from '../checkpoint/schemas.js';
+import { ImageSource } from '../checkpoint/sources/image.js';
+import { formatCriuVersion } from '../checkpoint/criu/images.js';
+import { CkptAnnotation, CRIU_PREFIX } from '../image/annotations.js';
+import { CHECKPOINT_ARTIFACT_TYPE } from '../oci/mediatypes.js';
+import { DescriptorSchema } from '../oci/schemas.js';
+
+export type InspectOptions = OpenCheckpointOptions;
+
+/** What `ckpt inspect --json` prints (schemas/inspect.schema.json). */
+export const InspectResultSchema = z.object({
+  source: z.string().describe('the path or reference inspected'),
+  kind: z.enum(['archive', 'directory', 'image']),
+  image: z
+    .object({
+      digest: z.string(),
+      mediaType: z.string(),
+      artifactType: z.string().optional(),
+      annotations: z.record(z.string(), z.string()),
+      layers: z.array(DescriptorSchema),
+      size: z.number().int().describe('sum of the compressed layer sizes'),
+    })
+    .optional()
+    .describe('for a checkpoint image: its manifest and layers'),
+  metadata: CheckpointMetadataSchema,
+});
+export type InspectResult = z.infer<typeof InspectResultSchema>;
+
+/** Reads every entry the scanner wants and skips the rest without reading it. */
+async function scan(source: CheckpointSource, signal: AbortSignal | undefined): Promise<CheckpointMetadata> {
+  const scanner = new CheckpointScanner(source.name);
+  for await (const { entry, open } of source.entries(signal)) {
+    const tap = scanner.observe(entry);
+    if (tap && open) await pipeline(open(), tap, { signal });
+  }
+  return interpretScan(await scanner.result(), source.name);
+}
+
+/** The CRIU version ckpt recorded at build time (from the node) when the checkpoint itself does not say. */
+function criuVersionAnnotation(annotations: Record<string, string>): string | undefined {
+  const value = number(annotations, `${CRIU_PREFIX}criu.version`);
+  return value ? formatCriuVersion(value) : undefined;
+}
+
+function number(annotations: Record<string, string>, key: string): number | undefined {
+  const value = annotations[key];
+  return value !== undefined && /^\d+$/.test(value) ? Number(value) : undefined;
+}
+
+/** Completes what the metadata layer says with what our annotations record about the other layers. */
+function fromAnnotations(meta: CheckpointMetadata, annotations: Record<string, string>): CheckpointMetadata {
+  const files = number(annotations, CkptAnnotation.rootfsDiffFiles);
+  const bytes = number(annotations, CkptAnnotation.rootfsDiffBytes);
+  let deletedFiles = meta.deletedFiles;
+  try {
+    const listed: unknown = JSON.parse(annotations[CkptAnnotation.deletedFiles] ?? '[]');
+    if (Array.isArray(listed)) deletedFiles = listed.filter((f): f is string => typeof f === 'string');
+  } catch {
+    // A damaged annotation only costs the list of deleted files.
+  }
+  return {
+    ...meta,
+    memory: {
+      bytes: number(annotations, CkptAnnotation.memoryBytes) ?? meta.memory.bytes,
+      files: number(annotations, CkptAnnotation.memoryFiles) ?? meta.memory.files,
+    },
+    criu: { ...meta.criu, version: meta.criu.version ?? criuVersionAnnotation(annotations) },
+    rootfsDiff: files !== undefined && bytes !== undefined ? { archiveBytes: meta.rootfsDiff?.archiveBytes ?? 0, files, bytes } : meta.rootfsDiff,
+    deletedFiles,
+    files: {
+      count: number(annotations, CkptAnnotation.filesCount) ?? meta.files.count,
+      bytes: number(annotations, CkptAnnotation.filesBytes) ?? meta.files.bytes,
+    },
+  };
+}
+
+/**
+ * Describes a checkpoint: container, pod, image, engine, CRIU, processes, memory and file-system
+ * diff. From a checkpoint image made by ckpt it reads the manifest, the config and the metadata
+ * layer only, never the memory pages.
+ */
+export async function inspect(input: string, options: InspectOptions = {}): Promise<InspectResult> {
+  const source = await openCheckpoint(input, options);
+  if (!(source instanceof ImageSource)) {
+    return { source: input, kind: source.kind, metadata: await scan(source, options.signal) };
+  }
+  const { manifest, manifestDesc } = source.image;
+  const annotations = manifest.annotations ?? {};
+  const ours = manifest.artifactType === CHECKPOINT_ARTIFACT_TYPE;
+  const layers = ours ? manifest.layers.filter((l) => l.annotations?.[CkptAnnotation.layer] === 'metadata') : manifest.layers;
+  const scanned = await scan(new ImageSource(source.name, source.target, source.image, layers), options.signal);
+  return {
+    source: input,
+    kind: 'image',
+    image: {
+      digest: manifestDesc.digest,
+      mediaType: manifestDesc.mediaType,
+      artifactType: manifest.artifactType,
+      annotations,
+      layers: manifest.layers,
+      size: manifest.layers.reduce((sum, l) => sum + l.size, 0),
+    },
+    metadata: ours ? fromAnnotations(scanned, annotations) : scanned,
+  };
+}

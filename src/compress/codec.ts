@@ -1,0 +1,60 @@
+import { availableParallelism } from 'node:os';
+import { PassThrough, type Transform } from 'node:stream';
+import { createGunzip, createGzip } from 'node:zlib';
+import { CompressStream, DecompressStream } from 'zstd-napi';
+import { CkptError } from '../errors.js';
+
+export type Compression = 'none' | 'gzip' | 'zstd';
+export const COMPRESSIONS: readonly Compression[] = ['zstd', 'gzip', 'none'];
+
+/** Default levels: fast enough to keep up with a disk, close to the best ratio for memory pages. */
+export const DEFAULT_LEVEL: Record<Compression, number> = { zstd: 3, gzip: 6, none: 0 };
+
+export const LEVEL_RANGE: Record<Compression, [number, number]> = { zstd: [1, 19], gzip: [1, 9], none: [0, 0] };
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
+
+/** What the first bytes of a file say about its compression (a tar is `none`). */
+export function detectCompression(head: Buffer): Compression | 'unknown' {
+  const starts = (magic: number[]) => magic.every((b, i) => head[i] === b);
+  if (starts(GZIP_MAGIC)) return 'gzip';
+  if (starts(ZSTD_MAGIC)) return 'zstd';
+  // A POSIX or GNU tar header carries "ustar" at offset 257.
+  if (head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar') return 'none';
+  return 'unknown';
+}
+
+export function decompressor(kind: Compression): Transform {
+  switch (kind) {
+    case 'gzip':
+      return createGunzip();
+    case 'zstd':
+      return new DecompressStream();
+    case 'none':
+      return new PassThrough();
+  }
+}
+
+/**
+ * A compressing transform. zstd runs on its own worker threads (nbWorkers), so compression
+ * proceeds beside the event loop; its multi-threaded output does not depend on the worker count,
+ * which keeps builds reproducible across machines.
+ */
+export function compressor(kind: Compression, level = DEFAULT_LEVEL[kind]): Transform {
+  const [min, max] = LEVEL_RANGE[kind];
+  if (kind !== 'none' && (!Number.isInteger(level) || level < min || level > max)) {
+    throw new CkptError('USAGE', `compression level for ${kind} must be an integer from ${min} to ${max}`);
+  }
+  switch (kind) {
+    case 'gzip':
+      return createGzip({ level });
+    case 'zstd':
+      return new CompressStream({
+        compressionLevel: level,
+        nbWorkers: Math.max(1, Math.min(availableParallelism(), 4)),
+      });
+    case 'none':
+      return new PassThrough();
+  }
+}

@@ -1,0 +1,25 @@
+import type { z } from 'zod';
+import { CkptError } from '../errors.js';
+import { parseJson } from '../oci/schemas.js';
+import type { Descriptor } from '../oci/schemas.js';
+import type { ReadOnlyStore, TransferOptions } from './target.js';
+
+/** Manifests, indexes and configs larger than this are refused rather than read into memory. */
+export const MAX_JSON_BYTES = 4 * 1024 * 1024;
+
+/** Reads a small JSON blob (verified against its descriptor) and parses it against a schema. */
+export async function fetchJson<T extends z.ZodType>(
+  store: ReadOnlyStore,
+  desc: Descriptor,
+  schema: T,
+  options: TransferOptions = {},
+): Promise<{ value: z.infer<T>; bytes: Buffer }> {
+  const subject = `${store.name}@${desc.digest}`;
+  if (desc.size > MAX_JSON_BYTES) {
+    throw new CkptError('INVALID_MANIFEST', `${desc.mediaType} of ${desc.size} bytes is larger than ${MAX_JSON_BYTES}`, { subject });
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of await store.fetch(desc, options)) chunks.push(chunk as Buffer);
+  const bytes = Buffer.concat(chunks);
+  return { value: parseJson(schema, bytes, subject), bytes };
+}

@@ -1,0 +1,54 @@
+import type { Readable } from 'node:stream';
+import type { Descriptor } from '../oci/schemas.js';
+
+/** Progress of one blob moving between two places. */
+export interface ProgressEvent {
+  /** What moves: a layer, config or manifest descriptor (digest may be unknown while ingesting). */
+  mediaType: string;
+  digest?: string;
+  /** Bytes moved so far and the total where known. */
+  bytes: number;
+  total?: number;
+  /** `skipped` when the destination had it, `mounted` when the registry mounted it. */
+  state: 'start' | 'progress' | 'done' | 'skipped' | 'mounted';
+}
+
+export interface TransferOptions {
+  signal?: AbortSignal;
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+/** Reads blobs; every stream it returns is verified against the descriptor's size and digest. */
+export interface ReadOnlyStore {
+  /** A short human name (`oci:/path`, `host/repo`) for messages. */
+  readonly name: string;
+  fetch(desc: Descriptor, options?: TransferOptions): Promise<Readable>;
+  exists(desc: Descriptor, options?: TransferOptions): Promise<boolean>;
+}
+
+/** Writes blobs and manifests. */
+export interface Store extends ReadOnlyStore {
+  /** Writes content whose descriptor is known; fails if the bytes do not match it. */
+  push(desc: Descriptor, content: Readable, options?: TransferOptions): Promise<void>;
+  /**
+   * Writes content whose digest is not known in advance (a layer compressed on the fly) and
+   * returns its descriptor. Nothing becomes visible under the digest until it is complete.
+   */
+  ingest(mediaType: string, content: Readable, options?: TransferOptions): Promise<Descriptor>;
+  /**
+   * Makes `desc` (already in this store, or in `from` on the same registry) present without moving
+   * its bytes, where the store can; returns false when the caller must push the content instead.
+   */
+  mount?(desc: Descriptor, from: ReadOnlyTarget, options?: TransferOptions): Promise<boolean>;
+}
+
+/** A store whose manifests can be found by tag. */
+export interface ReadOnlyTarget extends ReadOnlyStore {
+  /** The descriptor a tag (or digest) points to. */
+  resolve(reference: string, options?: TransferOptions): Promise<Descriptor>;
+}
+
+export interface Target extends Store, ReadOnlyTarget {
+  /** Points `tag` at a manifest or index already in the store. */
+  tag(desc: Descriptor, tag: string, options?: TransferOptions): Promise<void>;
+}

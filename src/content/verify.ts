@@ -1,0 +1,91 @@
+import { createHash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { CkptError } from '../errors.js';
+import { hasherFor } from '../oci/digest.js';
+import type { Descriptor } from '../oci/schemas.js';
+
+/**
+ * A pass-through that fails the stream when the bytes that flowed through it exceed the expected
+ * size, or at the end do not match the expected size and digest. Every read ckpt does goes through
+ * one, so nothing unverified is ever passed on as complete.
+ */
+export class VerifyStream extends Transform {
+  readonly #hash;
+  readonly #desc: Pick<Descriptor, 'digest' | 'size'>;
+  readonly #subject: string;
+  #seen = 0;
+
+  constructor(desc: Pick<Descriptor, 'digest' | 'size'>, subject: string) {
+    super();
+    this.#desc = desc;
+    this.#subject = subject;
+    this.#hash = hasherFor(desc.digest);
+  }
+
+  get bytes(): number {
+    return this.#seen;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.#seen += chunk.length;
+    if (this.#seen > this.#desc.size) {
+      done(this.#sizeError());
+      return;
+    }
+    this.#hash.update(chunk);
+    done(null, chunk);
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.#seen !== this.#desc.size) {
+      done(this.#sizeError());
+      return;
+    }
+    const actual = `${this.#desc.digest.split(':')[0]}:${this.#hash.digest('hex')}`;
+    if (actual !== this.#desc.digest) {
+      done(
+        new CkptError('DIGEST_MISMATCH', `content of ${this.#desc.digest} has digest ${actual}`, {
+          subject: this.#subject,
+        }),
+      );
+      return;
+    }
+    done();
+  }
+
+  #sizeError(): CkptError {
+    return new CkptError(
+      'SIZE_MISMATCH',
+      `blob ${this.#desc.digest} is larger or smaller than its ${this.#desc.size} bytes (got ${this.#seen}${this.#seen > this.#desc.size ? '+' : ''})`,
+      { subject: this.#subject },
+    );
+  }
+}
+
+/** Counts and hashes what flows through it; the descriptor is known once the stream ends. */
+export class DigestStream extends Transform {
+  readonly #hash = createHash('sha256');
+  #size = 0;
+  #digest: string | undefined;
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    this.#size += chunk.length;
+    this.#hash.update(chunk);
+    done(null, chunk);
+  }
+
+  override _flush(done: TransformCallback): void {
+    this.#digest = `sha256:${this.#hash.digest('hex')}`;
+    done();
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** The sha256 digest; only valid after the stream has ended. */
+  get digest(): string {
+    if (!this.#digest) throw new Error('DigestStream: digest read before the end of the stream');
+    return this.#digest;
+  }
+}

@@ -1,0 +1,191 @@
+import { parseCriuVersion } from '../checkpoint/criu/images.js';
+import type { CheckpointMetadata, Engine, HostInfo } from '../checkpoint/schemas.js';
+import { Annotation } from '../oci/mediatypes.js';
+
+/** Which runtimes' annotation families an image carries. */
+export type Compat = 'auto' | 'crio' | 'podman' | 'containerd' | 'all';
+export const COMPATS: readonly Compat[] = ['auto', 'crio', 'podman', 'containerd', 'all'];
+export type Family = 'crio' | 'podman' | 'containerd';
+
+export const PODMAN_PREFIX = 'io.podman.annotations.checkpoint.';
+export const CRIO_PREFIX = 'io.kubernetes.cri-o.annotations.checkpoint.';
+export const CRIU_PREFIX = 'org.criu.checkpoint.';
+export const CKPT_PREFIX = 'dev.ckpt.';
+
+/** Our own keys (documented in schemas/annotations.md). */
+export const CkptAnnotation = {
+  format: `${CKPT_PREFIX}format`,
+  engine: `${CKPT_PREFIX}engine`,
+  restorableBy: `${CKPT_PREFIX}restorable-by`,
+  processes: `${CKPT_PREFIX}processes`,
+  memoryBytes: `${CKPT_PREFIX}memory.bytes`,
+  memoryFiles: `${CKPT_PREFIX}memory.files`,
+  rootfsDiffFiles: `${CKPT_PREFIX}rootfs-diff.files`,
+  rootfsDiffBytes: `${CKPT_PREFIX}rootfs-diff.bytes`,
+  deletedFiles: `${CKPT_PREFIX}deleted-files`,
+  filesCount: `${CKPT_PREFIX}files.count`,
+  filesBytes: `${CKPT_PREFIX}files.bytes`,
+  layer: `${CKPT_PREFIX}layer`,
+} as const;
+
+const ENGINE_FAMILY: Record<Engine, Family[]> = {
+  podman: ['podman'],
+  'cri-o': ['crio'],
+  containerd: ['containerd'],
+  criu: [],
+};
+
+export function familiesFor(compat: Compat, engine: Engine): Family[] {
+  if (compat === 'auto') return ENGINE_FAMILY[engine];
+  if (compat === 'all') return ['crio', 'podman', 'containerd'];
+  return [compat];
+}
+
+/** Deleted files are listed in an annotation up to this many, so inspect needs no layer for them. */
+const DELETED_FILES_LISTED = 100;
+
+export interface ImageAnnotations {
+  manifest: Record<string, string>;
+  /** Present when the containerd family is wanted: containerd reads the index at the tag. */
+  index?: Record<string, string>;
+  /** Mirrors the main annotations in the image config's labels. */
+  labels: Record<string, string>;
+}
+
+function criuVersionNumber(meta: CheckpointMetadata, host: HostInfo | undefined): string {
+  const version = meta.criu.version ?? host?.criuVersion;
+  return version ? String(parseCriuVersion(version)) : '';
+}
+
+/** The complete org.criu.checkpoint.* set: every key, empty where the value is unknown. */
+function criuFamily(meta: CheckpointMetadata, host: HostInfo | undefined): Record<string, string> {
+  const reference = meta.image.reference ?? '';
+  const digest = /@(sha256:[a-f0-9]{64})$/.exec(reference)?.[1] ?? '';
+  const kernel = meta.dumpHost?.kernel ?? host?.kernel ?? '';
+  const values: Record<string, string> = {
+    'engine.name': meta.engine,
+    'engine.version': host?.engineVersion ?? '',
+    'container.name': meta.container.name ?? '',
+    'pod.name': meta.pod?.name ?? '',
+    'pod.id': meta.pod?.id ?? '',
+    'pod.namespace': meta.pod?.namespace ?? '',
+    'pod.uid': meta.pod?.uid ?? '',
+    rootfsImageName: meta.image.name ?? '',
+    rootfsImageUserRequested: meta.image.requested ?? '',
+    rootfsImageSha: digest,
+    rootfsImageID: meta.image.id ?? '',
+    rawImageName: meta.image.requested ?? meta.image.name ?? '',
+    'runtime.name': meta.runtime ?? '',
+    'runtime.version': host?.runtimeVersion ?? '',
+    'criu.version': criuVersionNumber(meta, host),
+    'conmon.version': host?.conmonVersion ?? '',
+    'host.arch': meta.architecture ?? host?.architecture ?? '',
+    'host.kernel': kernel,
+    'cgroup.version': host?.cgroupVersion ?? '',
+    'distribution.name': host?.distribution?.name ?? '',
+    'distribution.version': host?.distribution?.version ?? '',
+  };
+  return prefixed(CRIU_PREFIX, values);
+}
+
+function prefixed(prefix: string, values: Record<string, string | undefined>, dropEmpty = false): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [key, value] of Object.entries(values)) {
+    if (value === undefined || (dropEmpty && value === '')) continue;
+    out[prefix + key] = value;
+  }
+  return out;
+}
+
+/** The keys Podman reads; runtime.name must equal the restoring host's OCI runtime. */
+function podmanFamily(meta: CheckpointMetadata, host: HostInfo | undefined): Record<string, string> {
+  return prefixed(
+    PODMAN_PREFIX,
+    {
+      name: meta.container.name ?? '',
+      rawImageName: meta.image.requested ?? meta.image.name,
+      rootfsImageID: meta.image.id,
+      rootfsImageName: meta.image.name,
+      'podman.version': meta.engine === 'podman' ? host?.engineVersion : undefined,
+      'criu.version': criuVersionNumber(meta, host),
+      'runtime.name': meta.runtime,
+      'runtime.version': host?.runtimeVersion,
+      'conmon.version': host?.conmonVersion,
+      'host.arch': meta.architecture ?? host?.architecture,
+      'host.kernel': meta.dumpHost?.kernel ?? host?.kernel,
+      'cgroups.version': host?.cgroupVersion,
+      'distribution.name': host?.distribution?.name,
+      'distribution.version': host?.distribution?.version,
+    },
+    true,
+  );
+}
+
+/** CRI-O only looks for `name`; the rest is informational, as CRI-O itself writes it. */
+function crioFamily(meta: CheckpointMetadata, host: HostInfo | undefined): Record<string, string> {
+  return prefixed(
+    CRIO_PREFIX,
+    {
+      name: meta.container.name ?? '',
+      rawImageName: meta.image.requested ?? meta.image.name,
+      rootfsImageID: meta.image.id,
+      rootfsImageName: meta.image.name,
+      'cri-o.version': meta.engine === 'cri-o' ? host?.engineVersion : undefined,
+      'criu.version': criuVersionNumber(meta, host),
+    },
+    true,
+  );
+}
+
+function ckptKeys(meta: CheckpointMetadata): Record<string, string> {
+  const keys: Record<string, string> = {
+    [CkptAnnotation.format]: '1',
+    [CkptAnnotation.engine]: meta.engine,
+    [CkptAnnotation.restorableBy]: meta.restorableBy.join(','),
+    [CkptAnnotation.processes]: String(meta.processes.length),
+    [CkptAnnotation.memoryBytes]: String(meta.memory.bytes),
+    [CkptAnnotation.memoryFiles]: String(meta.memory.files),
+    [CkptAnnotation.deletedFiles]: JSON.stringify(meta.deletedFiles.slice(0, DELETED_FILES_LISTED)),
+    [CkptAnnotation.filesCount]: String(meta.files.count),
+    [CkptAnnotation.filesBytes]: String(meta.files.bytes),
+  };
+  if (meta.rootfsDiff) {
+    keys[CkptAnnotation.rootfsDiffFiles] = String(meta.rootfsDiff.files);
+    keys[CkptAnnotation.rootfsDiffBytes] = String(meta.rootfsDiff.bytes);
+  }
+  return keys;
+}
+
+/**
+ * Every annotation of a checkpoint image: the families the chosen runtimes read, the full
+ * org.criu.checkpoint.* set, the OCI predefined keys, ours, then the user's (which win).
+ */
+export function imageAnnotations(
+  meta: CheckpointMetadata,
+  host: HostInfo | undefined,
+  compat: Compat,
+  user: Record<string, string> = {},
+): ImageAnnotations {
+  const families = familiesFor(compat, meta.engine);
+  const criu = criuFamily(meta, host);
+  const oci: Record<string, string> = {
+    [Annotation.created]: meta.checkpointed ?? meta.created ?? new Date(0).toISOString(),
+    [Annotation.baseName]: meta.image.name ?? '',
+  };
+  const baseDigest = criu[`${CRIU_PREFIX}rootfsImageSha`];
+  if (baseDigest) oci[Annotation.baseDigest] = baseDigest;
+  const manifest = {
+    ...oci,
+    ...(families.includes('crio') ? crioFamily(meta, host) : {}),
+    ...(families.includes('podman') ? podmanFamily(meta, host) : {}),
+    ...criu,
+    ...ckptKeys(meta),
+    ...user,
+  };
+  const labels = Object.fromEntries(Object.entries({ ...criu, ...ckptKeys(meta) }).filter(([, v]) => v !== ''));
+  return {
+    manifest,
+    index: families.includes('containerd') ? { ...oci, ...criu, ...user } : undefined,
+    labels,
+  };
+}

@@ -1,0 +1,91 @@
+import { pipeline, type Readable, type Writable } from 'node:stream';
+import { pack, type Pack } from 'tar-stream';
+import type { TreeEntry } from '../checkpoint/entry.js';
+import type { LayerRole } from '../checkpoint/scan.js';
+import { type Compression, compressor } from '../compress/codec.js';
+import type { Store, TransferOptions } from '../content/target.js';
+import { DigestStream } from '../content/verify.js';
+import { MediaType } from '../oci/mediatypes.js';
+import type { Descriptor } from '../oci/schemas.js';
+
+export const LAYER_MEDIA_TYPE: Record<Compression, string> = {
+  none: MediaType.layerTar,
+  gzip: MediaType.layerGzip,
+  zstd: MediaType.layerZstd,
+};
+
+export interface WrittenLayer {
+  role: LayerRole;
+  desc: Descriptor;
+  /** sha256 of the uncompressed tar: the config's diff_id. */
+  diffId: string;
+}
+
+/**
+ * One layer being written: entries go into a tar stream that is compressed and handed to the
+ * store while it is produced, so a layer is never held whole in memory or written twice.
+ */
+export class LayerWriter {
+  readonly role: LayerRole;
+  /** Bytes of file content added so far, for bounding the size of page layers. */
+  contentBytes = 0;
+  entries = 0;
+  readonly #pack: Pack = pack();
+  readonly #diff = new DigestStream();
+  readonly #stored: Promise<Descriptor>;
+
+  constructor(role: LayerRole, store: Store, compression: Compression, level: number | undefined, options: TransferOptions) {
+    this.role = role;
+    // pipeline() carries a failure at either end through every stage, so nothing waits forever.
+    const compressed = pipeline(this.#pack as unknown as Readable, this.#diff, compressor(compression, level), () => undefined);
+    this.#stored = store.ingest(LAYER_MEDIA_TYPE[compression], compressed, options);
+    // Surface a failure of the store at once, not only when the layer is closed.
+    this.#stored.catch((err: unknown) => this.#pack.destroy(err as Error));
+  }
+
+  /** Adds one entry; `tap`, when given, receives a copy of the content. */
+  async add(entry: TreeEntry, content: Readable | undefined, tap?: Writable): Promise<void> {
+    this.entries++;
+    this.contentBytes += entry.size;
+    const header = {
+      name: entry.type === 'directory' ? `${entry.path}/` : entry.path,
+      type: entry.type === 'hardlink' ? ('link' as const) : entry.type,
+      mode: entry.mode,
+      uid: entry.uid,
+      gid: entry.gid,
+      uname: entry.uname,
+      gname: entry.gname,
+      mtime: entry.mtime,
+      size: entry.size,
+      linkname: entry.linkname,
+    };
+    if (!content) {
+      await new Promise<void>((ok, fail) => this.#pack.entry(header, (err) => (err ? fail(err) : ok())));
+      return;
+    }
+    await new Promise<void>((ok, fail) => {
+      const sink = this.#pack.entry(header, (err) => (err ? fail(err) : ok()));
+      // A sink fails only with its pack, which reports through the callback above.
+      sink.on('error', () => undefined);
+      // The whole layer is aborted by the caller on a failure; the entry sink goes with it.
+      content.once('error', fail);
+      if (tap) {
+        tap.once('error', fail);
+        content.on('data', (chunk: Buffer) => tap.write(chunk));
+        content.once('end', () => tap.end());
+      }
+      content.pipe(sink as unknown as Writable);
+    });
+  }
+
+  async close(): Promise<WrittenLayer> {
+    this.#pack.finalize();
+    const desc = await this.#stored;
+    return { role: this.role, desc, diffId: this.#diff.digest };
+  }
+
+  /** Stops the layer after a failure elsewhere; the store discards what it had received. */
+  abort(err: Error): void {
+    this.#pack.destroy(err);
+  }
+}

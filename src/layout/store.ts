@@ -1,0 +1,246 @@
+import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Target, TransferOptions } from '../content/target.js';
+import { DigestStream, VerifyStream } from '../content/verify.js';
+import { CkptError, fromSystemError } from '../errors.js';
+import { digestParts, isDigest } from '../oci/digest.js';
+import { Annotation, MediaType } from '../oci/mediatypes.js';
+import { type Descriptor, IndexSchema, type Index, LayoutMarkerSchema, parseJson } from '../oci/schemas.js';
+
+const LAYOUT_FILE = 'oci-layout';
+const INDEX_FILE = 'index.json';
+/** Blobs are written here first and renamed into blobs/ once complete and verified. */
+const INGEST_DIR = '.ingest';
+
+export interface OpenLayoutOptions {
+  /** Create the layout when the directory is missing or empty. */
+  create?: boolean;
+}
+
+/**
+ * An OCI image layout directory. Blobs are written under a temporary name and renamed into place
+ * when complete; a tag is added to index.json (itself replaced atomically) only after the caller
+ * has written every blob it needs, which the graph copy guarantees.
+ */
+export class OciLayout implements Target {
+  readonly name: string;
+  readonly dir: string;
+  /** Serialises index.json updates made through this object. */
+  #indexLock: Promise<unknown> = Promise.resolve();
+  /** Blob writes in flight; the ingest area is removed when the last one ends. */
+  #writing = 0;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.name = `oci:${dir}`;
+  }
+
+  /** Opens an existing layout, or creates one where `create` is set and the directory is missing or empty. */
+  static async open(dir: string, options: OpenLayoutOptions = {}): Promise<OciLayout> {
+    const layout = new OciLayout(resolve(dir));
+    const state = await layoutState(layout.dir);
+    if (state === 'layout') return layout;
+    if (state === 'other') {
+      throw new CkptError('NOT_LAYOUT', 'exists but is not an OCI image layout (no oci-layout file)', { subject: dir });
+    }
+    if (!options.create) {
+      throw new CkptError('NOT_FOUND', 'no OCI image layout here', { subject: dir });
+    }
+    try {
+      await mkdir(join(layout.dir, 'blobs', 'sha256'), { recursive: true });
+      await writeFile(join(layout.dir, INDEX_FILE), JSON.stringify({ schemaVersion: 2, mediaType: MediaType.imageIndex, manifests: [] }));
+      await writeFile(join(layout.dir, LAYOUT_FILE), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    } catch (err) {
+      throw fromSystemError(err, dir, true);
+    }
+    return layout;
+  }
+
+  blobPath(digest: string): string {
+    const { algorithm, hex } = digestParts(digest);
+    return join(this.dir, 'blobs', algorithm, hex);
+  }
+
+  async exists(desc: Descriptor): Promise<boolean> {
+    try {
+      const info = await stat(this.blobPath(desc.digest));
+      return info.isFile() && info.size === desc.size;
+    } catch {
+      return false;
+    }
+  }
+
+  async fetch(desc: Descriptor, options: TransferOptions = {}): Promise<Readable> {
+    const subject = `${this.name}@${desc.digest}`;
+    let handle: FileHandle;
+    try {
+      handle = await open(this.blobPath(desc.digest));
+    } catch (err) {
+      throw fromSystemError(err, subject);
+    }
+    const verify = new VerifyStream(desc, subject);
+    const stream = handle.createReadStream({ signal: options.signal });
+    stream.on('error', (err) => verify.destroy(fromSystemError(err, subject) as Error));
+    return stream.pipe(verify);
+  }
+
+  async push(desc: Descriptor, content: Readable, options: TransferOptions = {}): Promise<void> {
+    if (await this.exists(desc)) {
+      content.resume();
+      options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'skipped' });
+      return;
+    }
+    await this.#write(content, new VerifyStream(desc, `${this.name}@${desc.digest}`), desc.digest, options, desc);
+  }
+
+  async ingest(mediaType: string, content: Readable, options: TransferOptions = {}): Promise<Descriptor> {
+    const digester = new DigestStream();
+    await this.#write(content, digester, () => digester.digest, options, { mediaType });
+    return { mediaType, digest: digester.digest, size: digester.size };
+  }
+
+  async #write(
+    content: Readable,
+    check: VerifyStream | DigestStream,
+    digest: string | (() => string),
+    options: TransferOptions,
+    progressDesc: { mediaType: string; digest?: string; size?: number },
+  ): Promise<void> {
+    const ingestDir = join(this.dir, INGEST_DIR);
+    const temp = join(ingestDir, randomUUID());
+    let bytes = 0;
+    const report = options.onProgress;
+    if (report) {
+      check.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        report({ mediaType: progressDesc.mediaType, digest: progressDesc.digest, bytes, total: progressDesc.size, state: 'progress' });
+      });
+    }
+    this.#writing++;
+    try {
+      await mkdir(ingestDir, { recursive: true });
+      await pipeline(content, check, createWriteStream(temp, { mode: 0o644 }), { signal: options.signal });
+      const final = this.blobPath(typeof digest === 'string' ? digest : digest());
+      await mkdir(join(final, '..'), { recursive: true });
+      await rename(temp, final);
+      report?.({
+        mediaType: progressDesc.mediaType,
+        digest: typeof digest === 'string' ? digest : digest(),
+        bytes,
+        total: bytes,
+        state: 'done',
+      });
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw fromSystemError(err, this.dir, true);
+    } finally {
+      // Leave no trace of the ingest area once nothing is in flight.
+      if (--this.#writing === 0) await rmdir(ingestDir).catch(() => undefined);
+    }
+  }
+
+  async readIndex(): Promise<Index> {
+    const path = join(this.dir, INDEX_FILE);
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(path);
+    } catch (err) {
+      throw fromSystemError(err, path);
+    }
+    return parseJson(IndexSchema, bytes, path, 'NOT_LAYOUT');
+  }
+
+  async resolve(reference: string): Promise<Descriptor> {
+    const index = await this.readIndex();
+    if (isDigest(reference)) {
+      const listed = index.manifests.find((m) => m.digest === reference);
+      if (listed) return withoutRefName(listed);
+      const sniffed = await this.#sniff(reference);
+      if (sniffed) return sniffed;
+    } else {
+      const tagged = index.manifests.find((m) => m.annotations?.[Annotation.refName] === reference);
+      if (tagged) return withoutRefName(tagged);
+    }
+    throw new CkptError('NOT_FOUND', `no image tagged ${JSON.stringify(reference)}`, { subject: this.name });
+  }
+
+  /** A manifest stored as a blob but not listed in index.json: its mediaType field says what it is. */
+  async #sniff(digest: string): Promise<Descriptor | undefined> {
+    try {
+      const bytes = await readFile(this.blobPath(digest));
+      const parsed = JSON.parse(bytes.toString()) as { mediaType?: unknown; manifests?: unknown };
+      const mediaType =
+        typeof parsed.mediaType === 'string' ? parsed.mediaType : Array.isArray(parsed.manifests) ? MediaType.imageIndex : MediaType.imageManifest;
+      return { mediaType, digest, size: bytes.length };
+    } catch {
+      return undefined;
+    }
+  }
+
+  async tag(desc: Descriptor, tag: string): Promise<void> {
+    const run = this.#indexLock.then(() => this.#writeTag(desc, tag));
+    this.#indexLock = run.catch(() => undefined);
+    return run;
+  }
+
+  async #writeTag(desc: Descriptor, tag: string): Promise<void> {
+    if (!(await this.exists(desc))) {
+      throw new CkptError('NOT_FOUND', `cannot tag ${tag}: blob ${desc.digest} is not in the layout`, { subject: this.name });
+    }
+    const index = await this.readIndex();
+    const entry: Descriptor = {
+      mediaType: desc.mediaType,
+      digest: desc.digest,
+      size: desc.size,
+      ...(desc.platform ? { platform: desc.platform } : {}),
+      ...(desc.artifactType ? { artifactType: desc.artifactType } : {}),
+      annotations: { ...desc.annotations, [Annotation.refName]: tag },
+    };
+    const manifests = index.manifests.filter((m) => m.annotations?.[Annotation.refName] !== tag);
+    manifests.push(entry);
+    const path = join(this.dir, INDEX_FILE);
+    const temp = join(this.dir, `.${INDEX_FILE}.${randomUUID()}`);
+    try {
+      await writeFile(temp, JSON.stringify({ ...index, manifests }));
+      await rename(temp, path);
+    } catch (err) {
+      await rm(temp, { force: true });
+      throw fromSystemError(err, path, true);
+    }
+  }
+
+  /** The tags in index.json, in order. */
+  async tags(): Promise<string[]> {
+    const index = await this.readIndex();
+    return index.manifests.flatMap((m) => m.annotations?.[Annotation.refName] ?? []);
+  }
+}
+
+function withoutRefName(desc: Descriptor): Descriptor {
+  if (!desc.annotations?.[Annotation.refName]) return desc;
+  const rest = Object.fromEntries(Object.entries(desc.annotations).filter(([key]) => key !== Annotation.refName));
+  return { ...desc, annotations: Object.keys(rest).length > 0 ? rest : undefined };
+}
+
+async function layoutState(dir: string): Promise<'missing' | 'empty' | 'layout' | 'other'> {
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return 'missing';
+    if (code === 'ENOTDIR') return 'other';
+    throw fromSystemError(err, dir);
+  }
+  if (entries.length === 0) return 'empty';
+  if (!entries.includes(LAYOUT_FILE)) return 'other';
+  const marker = parseJson(LayoutMarkerSchema, await readFile(join(dir, LAYOUT_FILE)), join(dir, LAYOUT_FILE), 'NOT_LAYOUT');
+  if (!marker.imageLayoutVersion.startsWith('1.')) {
+    throw new CkptError('NOT_LAYOUT', `unsupported imageLayoutVersion ${marker.imageLayoutVersion}`, { subject: dir });
+  }
+  return 'layout';
+}

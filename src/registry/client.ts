@@ -1,0 +1,223 @@
+import { rootCertificates } from 'node:tls';
+import type { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import { CkptError } from '../errors.js';
+import { Authenticator, type TokenFetch } from './auth.js';
+import { describeRequest, isNetworkError, responseError, transportError } from './errors.js';
+import { endpointHost, resolveOptions, type RegistryOptions, type ResolvedOptions } from './options.js';
+import { isRetryableStatus, parseRetryAfter, retryDelay, sleep } from './retry.js';
+
+/**
+ * One registry host: its connection pool (an undici Agent with the host's TLS settings), its
+ * authentication state, and `send`, the one way every module talks to it. `send` adds
+ * authorisation (only for the registry's own host), retries what may be retried, follows
+ * redirects without credentials, and turns unexpected answers into CkptErrors.
+ */
+
+export type Response = Dispatcher.ResponseData;
+
+export interface RegistryRequest {
+  method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** A path below the registry's base URL (`/v2/...`) or an absolute URL (an upload Location). */
+  url: string | URL;
+  /** Token scopes the request needs (`repository:a/b:pull,push`). */
+  scopes: readonly string[];
+  headers?: Record<string, string>;
+  /** A Buffer can be sent again after a failure or a 401; a stream cannot, so it is never retried. */
+  body?: Buffer | Readable;
+  /** Statuses that are answers, not errors; the caller reads (or dumps) their bodies. */
+  expect: readonly number[];
+  /** Retry broken connections and 408/429/5xx (default: when the body can be replayed). */
+  retry?: boolean;
+  /** Follow 3xx redirects, without `Authorization` (blob downloads from storage). */
+  redirect?: boolean;
+  signal?: AbortSignal;
+  /** The reference named in error messages. */
+  subject: string;
+}
+
+const MAX_REDIRECTS = 5;
+const ERROR_BODY_LIMIT = 64 * 1024;
+
+/**
+ * Whether a host where plain HTTP is allowed answers HTTPS at all. Any HTTP answer (even 401 or
+ * 404) means yes; a failed handshake means it only speaks plain HTTP.
+ */
+async function speaksTls(base: URL, agent: Agent): Promise<boolean> {
+  try {
+    const res = await request(new URL('/v2/', base), { dispatcher: agent, method: 'GET', headersTimeout: 10_000 });
+    await res.body.dump();
+    return true;
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? '';
+    return !(code === 'EPROTO' || code === 'ECONNRESET' || code.startsWith('ERR_SSL') || code === 'UND_ERR_SOCKET');
+  }
+}
+
+export class RegistryClient {
+  /** The registry as the user names it (`docker.io`, `127.0.0.1:5000`). */
+  readonly registry: string;
+  readonly options: ResolvedOptions;
+  readonly #auth: Authenticator;
+  #connection: Promise<{ base: URL; agent: Agent }> | undefined;
+
+  constructor(registry: string, options: RegistryOptions = {}) {
+    this.registry = registry;
+    this.options = resolveOptions(options);
+    this.#auth = new Authenticator(registry, this.options.credentials, this.#fetchToken);
+  }
+
+  /** The base URL (`https://host:port`), once the host's settings are known. */
+  async baseUrl(): Promise<URL> {
+    return (await this.#connect()).base;
+  }
+
+  async send(req: RegistryRequest): Promise<Response> {
+    const { agent, base } = await this.#connect();
+    let url = typeof req.url === 'string' && req.url.startsWith('/') ? new URL(req.url, base) : new URL(req.url);
+    const replayable = req.body === undefined || Buffer.isBuffer(req.body);
+    const retry = req.retry ?? replayable;
+    const policy = this.options.retry;
+    let attempt = 0;
+    let authRetried = false;
+    let redirects = 0;
+    let method = req.method;
+    for (;;) {
+      attempt++;
+      // Credentials go to the registry's own host only: never to storage behind a redirect, never
+      // to an upload Location that points elsewhere.
+      const sameHost = url.host === base.host && url.protocol === base.protocol && redirects === 0;
+      const authorization = sameHost ? await this.#auth.authorization(req.scopes, req.signal) : undefined;
+      const headers: Record<string, string> = { 'user-agent': this.options.userAgent, ...req.headers };
+      if (authorization) headers.authorization = authorization;
+      let res: Response;
+      try {
+        res = await request(url, {
+          dispatcher: agent,
+          method,
+          headers,
+          body: redirects === 0 ? (req.body ?? null) : null,
+          signal: req.signal,
+        });
+      } catch (err) {
+        if (retry && isNetworkError(err) && attempt < policy.attempts && !req.signal?.aborted) {
+          await sleep(retryDelay(attempt, policy), req.signal, req.subject);
+          continue;
+        }
+        throw transportError(err, describeRequest(method, url), req.subject, req.signal);
+      }
+      const status = res.statusCode;
+      if (status === 401 && sameHost) {
+        await res.body.dump();
+        const challenge = res.headers['www-authenticate'];
+        if (replayable && !authRetried && (await this.#auth.challenged(challenge, req.scopes, authorization))) {
+          authRetried = true;
+          attempt--;
+          continue;
+        }
+        throw await this.#auth.rejection(challenge, describeRequest(method, url), req.subject);
+      }
+      if (req.redirect && [301, 302, 303, 307, 308].includes(status) && typeof res.headers.location === 'string') {
+        await res.body.dump();
+        if (++redirects > MAX_REDIRECTS) {
+          throw new CkptError('REGISTRY_ERROR', `${describeRequest(method, url)}: too many redirects`, { subject: req.subject });
+        }
+        url = new URL(res.headers.location, url);
+        if (status === 303) method = 'GET';
+        attempt = 0;
+        continue;
+      }
+      if (req.expect.includes(status)) return res;
+      if (retry && isRetryableStatus(status) && attempt < policy.attempts) {
+        await res.body.dump();
+        await sleep(retryDelay(attempt, policy, parseRetryAfter(res.headers['retry-after'])), req.signal, req.subject);
+        continue;
+      }
+      throw responseError(status, await readText(res, ERROR_BODY_LIMIT), describeRequest(method, url), req.subject);
+    }
+  }
+
+  /** Closes every pooled connection. */
+  async close(): Promise<void> {
+    const connection = this.#connection;
+    this.#connection = undefined;
+    if (connection) await (await connection.catch(() => undefined))?.agent.close();
+  }
+
+  #connect(): Promise<{ base: URL; agent: Agent }> {
+    this.#connection ??= this.options.hostSettings(this.registry).then(async (settings) => {
+      let base = new URL(`${settings.scheme}://${endpointHost(this.registry)}`);
+      // Extra CAs are added to the system's, not put in their place: blob redirects may lead to
+      // storage with a public certificate.
+      const ca = settings.ca?.length ? [...rootCertificates, ...settings.ca.map((c) => c.toString())] : undefined;
+      const agent = new Agent({
+        connect: {
+          ca,
+          rejectUnauthorized: this.options.tlsVerify,
+          ...(settings.clientCert ? { cert: settings.clientCert.cert, key: settings.clientCert.key } : {}),
+        },
+        connectTimeout: 30_000,
+      });
+      if (settings.httpFallback && !(await speaksTls(base, agent))) base = new URL(`http://${base.host}`);
+      return { base, agent };
+    });
+    return this.#connection;
+  }
+
+  /** Token requests go through the same pool and TLS settings, with retries but no registry auth. */
+  readonly #fetchToken: TokenFetch = async (url, init) => {
+    const { agent } = await this.#connect();
+    const policy = this.options.retry;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await request(url, {
+          dispatcher: agent,
+          method: init.method,
+          headers: { 'user-agent': this.options.userAgent, ...init.headers },
+          body: init.body ?? null,
+          signal: init.signal,
+        });
+        if (isRetryableStatus(res.statusCode) && attempt < policy.attempts) {
+          await res.body.dump();
+          await sleep(retryDelay(attempt, policy, parseRetryAfter(res.headers['retry-after'])), init.signal, this.registry);
+          continue;
+        }
+        return { status: res.statusCode, text: await readText(res, ERROR_BODY_LIMIT) };
+      } catch (err) {
+        if (!isNetworkError(err) || attempt >= policy.attempts || init.signal?.aborted) throw err;
+        await sleep(retryDelay(attempt, policy), init.signal, this.registry);
+      }
+    }
+  };
+}
+
+/** Reads at most `limit` bytes of a body as text and discards the rest. */
+export async function readText(res: Response, limit: number): Promise<string> {
+  return (await readBytes(res.body, limit, false)).toString('utf8');
+}
+
+/**
+ * Reads a whole stream into memory, for manifests and error documents only; fails (or, with
+ * `fail` false, stops) past `limit` so that a hostile registry cannot exhaust memory.
+ */
+export async function readBytes(body: Readable, limit: number, fail = true, subject = ''): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) {
+      body.destroy();
+      if (fail) throw new CkptError('REGISTRY_ERROR', `content larger than ${limit} bytes`, { subject });
+      parts.push(chunk.subarray(0, chunk.length - (size - limit)));
+      break;
+    }
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts);
+}
+
+/** The first value of a response header. */
+export function header(res: Response, name: string): string | undefined {
+  const value = res.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}

@@ -1,0 +1,119 @@
+import { CkptError, type ErrorCode } from '../errors.js';
+
+/**
+ * Turns distribution-spec failures into CkptErrors. Messages name the request (method and path,
+ * never the query: upload state and pre-signed storage URLs live there) and the registry's own
+ * error codes, and pass through `redact` so that no credential can leak into them.
+ */
+
+export interface DistributionError {
+  code: string;
+  message?: string;
+  detail?: unknown;
+}
+
+/** Parses `{"errors":[{code,message,detail}]}`; anything else gives an empty list. */
+export function parseErrorBody(text: string): DistributionError[] {
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value !== 'object' || value === null || !('errors' in value) || !Array.isArray(value.errors)) return [];
+    return value.errors
+      .filter((e): e is { code: unknown; message?: unknown } => typeof e === 'object' && e !== null && 'code' in e)
+      .map((e) => ({ code: String(e.code), message: typeof e.message === 'string' ? e.message : undefined }));
+  } catch {
+    return [];
+  }
+}
+
+const SECRET_PATTERNS: [RegExp, string][] = [
+  [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi, '$1 <redacted>'],
+  // JWTs, wherever they appear.
+  [/\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g, '<redacted>'],
+  // Form or query fields, and JSON members, named like secrets.
+  [/\b((?:access_|refresh_|id_)?token|password|secret)=[^\s&"',}]+/gi, '$1=<redacted>'],
+  [/"((?:access_|refresh_|id_)?token|password|secret)"\s*:\s*"[^"]*"/gi, '"$1": "<redacted>"'],
+];
+
+/** Removes anything that looks like a credential from a message. */
+export function redact(text: string): string {
+  return SECRET_PATTERNS.reduce((out, [re, replacement]) => out.replace(re, replacement), text);
+}
+
+/** `GET /v2/repo/blobs/sha256:...`: what a message may say about a request. */
+export function describeRequest(method: string, url: URL | string): string {
+  const u = typeof url === 'string' ? new URL(url) : url;
+  return `${method} ${u.host}${u.pathname}`;
+}
+
+const STATUS_CODES: Record<number, ErrorCode> = {
+  401: 'UNAUTHORIZED',
+  403: 'DENIED',
+  404: 'NOT_FOUND',
+};
+
+const REGISTRY_CODES: Record<string, ErrorCode> = {
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  DENIED: 'DENIED',
+  NAME_UNKNOWN: 'NOT_FOUND',
+  MANIFEST_UNKNOWN: 'NOT_FOUND',
+  BLOB_UNKNOWN: 'NOT_FOUND',
+  BLOB_UPLOAD_UNKNOWN: 'NOT_FOUND',
+  DIGEST_INVALID: 'DIGEST_MISMATCH',
+  SIZE_INVALID: 'SIZE_MISMATCH',
+};
+
+/** The CkptError for a response that is not what the request expected. */
+export function responseError(status: number, bodyText: string, request: string, subject: string): CkptError {
+  const errors = parseErrorBody(bodyText);
+  const first = errors[0];
+  const code: ErrorCode =
+    STATUS_CODES[status] ?? (first && REGISTRY_CODES[first.code]) ?? 'REGISTRY_ERROR';
+  const said = errors.map((e) => (e.message ? `${e.code} (${e.message})` : e.code)).join(', ');
+  const why = said || (status === 404 ? 'not found' : status === 401 ? 'authentication required' : 'unexpected response');
+  return new CkptError(code, redact(`${request}: HTTP ${status}: ${why}`), { subject });
+}
+
+/** Error codes of undici and Node's sockets that mean the connection broke, not the request. */
+const NETWORK_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
+  'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+]);
+
+function errorCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+  }
+  return undefined;
+}
+
+export function isNetworkError(err: unknown): boolean {
+  return errorCode(err) !== undefined;
+}
+
+export function isAbortError(err: unknown, signal?: AbortSignal): boolean {
+  if (signal?.aborted) return true;
+  return err instanceof Error && (err.name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ABORT_ERR');
+}
+
+/** Wraps a thrown transport error as NETWORK (or ABORTED); CkptErrors pass through. */
+export function transportError(err: unknown, request: string, subject: string, signal?: AbortSignal): CkptError {
+  if (err instanceof CkptError) return err;
+  if (isAbortError(err, signal)) return new CkptError('ABORTED', `${request}: aborted`, { subject, cause: err });
+  const code = errorCode(err) ?? ((err as NodeJS.ErrnoException | undefined)?.code ?? 'error');
+  const message = err instanceof Error ? err.message : String(err);
+  return new CkptError('NETWORK', redact(`${request}: ${code}: ${message}`), { subject, cause: err });
+}

@@ -1,0 +1,270 @@
+import { pipeline, type Readable } from 'node:stream';
+import { CkptError } from '../errors.js';
+import type { ReadOnlyTarget, Target, TransferOptions } from '../content/target.js';
+import { VerifyStream } from '../content/verify.js';
+import { hasherFor, isDigest, sha256 } from '../oci/digest.js';
+import { INDEX_MEDIA_TYPES, isIndexType, isManifestType, MANIFEST_MEDIA_TYPES } from '../oci/mediatypes.js';
+import type { Descriptor } from '../oci/schemas.js';
+import { parseRegistryReference, type RegistryReference } from '../reference.js';
+import { header, readBytes, RegistryClient, type Response } from './client.js';
+import { downloadBlob } from './download.js';
+import type { RegistryOptions } from './options.js';
+import { blobExists, mountBlob, uploadBlob } from './upload.js';
+
+/** Registries should accept manifests of 4 MiB (distribution spec); we refuse to read larger ones. */
+export const MANIFEST_SIZE_LIMIT = 4 * 1024 * 1024;
+
+const ACCEPT = [...MANIFEST_MEDIA_TYPES, ...INDEX_MEDIA_TYPES].join(', ');
+
+function isManifestLike(mediaType: string): boolean {
+  return isManifestType(mediaType) || isIndexType(mediaType);
+}
+
+/**
+ * One repository of a registry (`host[:port]/name`) as a Target: blobs under `/blobs/`, manifests
+ * and indexes under `/manifests/`, tags by PUTting a manifest's bytes under the tag. Safe to use
+ * from several concurrent transfers; the client (connections, tokens) may be shared by many
+ * repositories of one registry.
+ */
+export class RegistryRepository implements Target {
+  readonly client: RegistryClient;
+  readonly repository: string;
+  /** `host[:port]/name`, for messages. */
+  readonly name: string;
+  readonly #ownsClient: boolean;
+
+  constructor(client: RegistryClient, repository: string, ownsClient = false) {
+    this.client = client;
+    this.repository = repository;
+    this.name = `${client.registry}/${repository}`;
+    this.#ownsClient = ownsClient;
+  }
+
+  /**
+   * A repository with a client of its own, closed by `close()`: `HOST[:PORT]/NAME` (any tag or
+   * digest is ignored) or a parsed reference.
+   */
+  static open(ref: string | Pick<RegistryReference, 'registry' | 'repository'>, options: RegistryOptions = {}): RegistryRepository {
+    const { registry, repository } = typeof ref === 'string' ? parseRegistryReference(ref) : ref;
+    return new RegistryRepository(new RegistryClient(registry, options), repository, true);
+  }
+
+  get registry(): string {
+    return this.client.registry;
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsClient) await this.client.close();
+  }
+
+  #pull(): string[] {
+    return [`repository:${this.repository}:pull`];
+  }
+
+  #push(): string[] {
+    return [`repository:${this.repository}:pull,push`];
+  }
+
+  #subject(desc?: Pick<Descriptor, 'digest'>): string {
+    return desc ? `${this.name}@${desc.digest}` : this.name;
+  }
+
+  async fetch(desc: Descriptor, options: TransferOptions = {}): Promise<Readable> {
+    if (!isManifestLike(desc.mediaType)) {
+      return downloadBlob({ client: this.client, repository: this.repository, subject: this.name }, desc, options);
+    }
+    const res = await this.#getManifest(desc.digest, desc.mediaType, options.signal);
+    const declared = Number(header(res, 'content-length') ?? desc.size);
+    if (declared > desc.size) {
+      await res.body.dump();
+      throw new CkptError('SIZE_MISMATCH', `manifest is ${declared} bytes, the descriptor says ${desc.size}`, {
+        subject: this.#subject(desc),
+      });
+    }
+    return pipeline(res.body, new VerifyStream(desc, this.#subject(desc)), () => undefined);
+  }
+
+  async exists(desc: Descriptor, options: TransferOptions = {}): Promise<boolean> {
+    if (!isManifestLike(desc.mediaType)) {
+      return (await blobExists({ client: this.client, repository: this.repository, subject: this.name }, desc.digest, options.signal)) !== undefined;
+    }
+    const res = await this.client.send({
+      method: 'HEAD',
+      url: `/v2/${this.repository}/manifests/${desc.digest}`,
+      scopes: this.#pull(),
+      headers: { accept: `${desc.mediaType}, ${ACCEPT}` },
+      expect: [200, 404],
+      signal: options.signal,
+      subject: this.#subject(desc),
+    });
+    await res.body.dump();
+    return res.statusCode === 200;
+  }
+
+  /**
+   * Pushes content whose descriptor is known. A blob the repository already has is not sent again
+   * (its stream is destroyed unread); a manifest is PUT under its digest.
+   */
+  async push(desc: Descriptor, content: Readable, options: TransferOptions = {}): Promise<void> {
+    if (isManifestLike(desc.mediaType)) {
+      const bytes = await readVerified(content, desc, this.#subject(desc));
+      await this.pushManifest(desc, bytes, desc.digest, options);
+      return;
+    }
+    const target = { client: this.client, repository: this.repository, subject: this.#subject(desc) };
+    if (await blobExists(target, desc.digest, options.signal)) {
+      content.destroy();
+      options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'skipped' });
+      return;
+    }
+    await uploadBlob(target, desc.mediaType, content, { digest: desc.digest, size: desc.size }, options);
+  }
+
+  /** Uploads content of unknown digest (a layer compressed on the fly) in chunks; returns its descriptor. */
+  async ingest(mediaType: string, content: Readable, options: TransferOptions = {}): Promise<Descriptor> {
+    if (isManifestLike(mediaType)) {
+      const bytes = await readBytes(content, MANIFEST_SIZE_LIMIT, true, this.name);
+      const desc: Descriptor = { mediaType, digest: sha256(bytes), size: bytes.length };
+      await this.pushManifest(desc, bytes, desc.digest, options);
+      return desc;
+    }
+    const target = { client: this.client, repository: this.repository, subject: this.name };
+    const { digest, size } = await uploadBlob(target, mediaType, content, undefined, options);
+    return { mediaType, digest, size };
+  }
+
+  /**
+   * Mounts a blob from another repository of the same registry. `from` is a repository name or a
+   * RegistryRepository; false when the registry declined (the caller uploads instead) or `from` is
+   * elsewhere.
+   */
+  async mount(desc: Descriptor, from: ReadOnlyTarget | string, options: TransferOptions = {}): Promise<boolean> {
+    if (isManifestLike(desc.mediaType)) return false;
+    let fromRepository: string;
+    if (typeof from === 'string') fromRepository = from;
+    else if (from instanceof RegistryRepository && from.registry === this.registry) fromRepository = from.repository;
+    else return false;
+    const target = { client: this.client, repository: this.repository, subject: this.#subject(desc) };
+    const mounted = await mountBlob(target, desc.digest, fromRepository, options.signal);
+    if (mounted) {
+      options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'mounted' });
+    }
+    return mounted;
+  }
+
+  /** The descriptor a tag or digest points to: HEAD where the registry says enough, else GET and hash. */
+  async resolve(reference: string, options: TransferOptions = {}): Promise<Descriptor> {
+    const subject = `${this.name}${isDigest(reference) ? '@' : ':'}${reference}`;
+    const head = await this.client.send({
+      method: 'HEAD',
+      url: `/v2/${this.repository}/manifests/${reference}`,
+      scopes: this.#pull(),
+      headers: { accept: ACCEPT },
+      expect: [200],
+      signal: options.signal,
+      subject,
+    });
+    await head.body.dump();
+    const digest = header(head, 'docker-content-digest');
+    const mediaType = contentType(head);
+    const size = Number(header(head, 'content-length'));
+    if (digest && isDigest(digest) && mediaType && isManifestLike(mediaType) && Number.isSafeInteger(size)) {
+      if (isDigest(reference) && digest !== reference) {
+        throw new CkptError('DIGEST_MISMATCH', `the registry answered with ${digest}`, { subject });
+      }
+      return { mediaType, digest, size };
+    }
+    // Not enough in the headers: read the manifest and compute what the registry did not say.
+    const res = await this.#getManifest(reference, undefined, options.signal);
+    const bytes = await readBytes(res.body, MANIFEST_SIZE_LIMIT, true, subject);
+    const computed = isDigest(reference)
+      ? `${reference.split(':')[0]}:${hasherFor(reference).update(bytes).digest('hex')}`
+      : sha256(bytes);
+    if (isDigest(reference) && computed !== reference) {
+      throw new CkptError('DIGEST_MISMATCH', `content has digest ${computed}`, { subject });
+    }
+    return { mediaType: contentType(res) ?? bodyMediaType(bytes, subject), digest: computed, size: bytes.length };
+  }
+
+  /** Points `tag` at a manifest already in the repository, by PUTting its bytes under the tag. */
+  async tag(desc: Descriptor, tag: string, options: TransferOptions = {}): Promise<void> {
+    if (!isManifestLike(desc.mediaType)) {
+      throw new CkptError('UNSUPPORTED', `cannot tag ${desc.mediaType}: only manifests and indexes`, { subject: this.#subject(desc) });
+    }
+    const bytes = await readVerified(await this.fetch(desc, options), desc, this.#subject(desc));
+    await this.pushManifest(desc, bytes, tag, options);
+  }
+
+  /** PUTs manifest bytes under `reference` (a tag or its digest): push and tag in one request. */
+  async pushManifest(desc: Descriptor, bytes: Buffer, reference: string, options: TransferOptions = {}): Promise<void> {
+    const subject = `${this.name}${isDigest(reference) ? '@' : ':'}${reference}`;
+    options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: 0, total: desc.size, state: 'start' });
+    const res = await this.client.send({
+      method: 'PUT',
+      url: `/v2/${this.repository}/manifests/${reference}`,
+      scopes: this.#push(),
+      headers: { 'content-type': desc.mediaType, 'content-length': String(bytes.length) },
+      body: bytes,
+      expect: [201, 200, 204],
+      signal: options.signal,
+      subject,
+    });
+    await res.body.dump();
+    const stored = header(res, 'docker-content-digest');
+    if (stored && stored !== desc.digest) {
+      throw new CkptError('DIGEST_MISMATCH', `the registry stored the manifest as ${stored}, not ${desc.digest}`, { subject });
+    }
+    options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'done' });
+  }
+
+  /** Deletes a manifest by digest (the registry must allow deletion). */
+  async delete(desc: Descriptor, options: TransferOptions = {}): Promise<void> {
+    const kind = isManifestLike(desc.mediaType) ? 'manifests' : 'blobs';
+    const res = await this.client.send({
+      method: 'DELETE',
+      url: `/v2/${this.repository}/${kind}/${desc.digest}`,
+      scopes: [`repository:${this.repository}:delete`],
+      expect: [202, 200, 204],
+      signal: options.signal,
+      subject: this.#subject(desc),
+    });
+    await res.body.dump();
+  }
+
+  async #getManifest(reference: string, mediaType: string | undefined, signal?: AbortSignal): Promise<Response> {
+    return this.client.send({
+      method: 'GET',
+      url: `/v2/${this.repository}/manifests/${reference}`,
+      scopes: this.#pull(),
+      headers: { accept: mediaType ? `${mediaType}, ${ACCEPT}` : ACCEPT },
+      expect: [200],
+      signal,
+      subject: `${this.name}${isDigest(reference) ? '@' : ':'}${reference}`,
+    });
+  }
+}
+
+function contentType(res: Response): string | undefined {
+  return header(res, 'content-type')?.split(';')[0]?.trim() || undefined;
+}
+
+function bodyMediaType(bytes: Buffer, subject: string): string {
+  try {
+    const value: unknown = JSON.parse(bytes.toString('utf8'));
+    if (typeof value === 'object' && value !== null && 'mediaType' in value && typeof value.mediaType === 'string') return value.mediaType;
+  } catch {
+    // fall through
+  }
+  throw new CkptError('INVALID_MANIFEST', 'the registry did not say the media type of the manifest', { subject });
+}
+
+/** Reads a small stream whole, checked against its descriptor. */
+async function readVerified(content: Readable, desc: Descriptor, subject: string): Promise<Buffer> {
+  if (desc.size > MANIFEST_SIZE_LIMIT) {
+    content.destroy();
+    throw new CkptError('UNSUPPORTED', `manifest of ${desc.size} bytes is larger than ${MANIFEST_SIZE_LIMIT}`, { subject });
+  }
+  const parts: Buffer[] = [];
+  for await (const chunk of pipeline(content, new VerifyStream(desc, subject), () => undefined) as AsyncIterable<Buffer>) parts.push(chunk);
+  return Buffer.concat(parts);
+}

@@ -1,0 +1,355 @@
+import { pipeline, type Readable, type Transform } from 'node:stream';
+import { CkptError } from '../errors.js';
+import { DigestStream, VerifyStream } from '../content/verify.js';
+import type { TransferOptions } from '../content/target.js';
+import { ChunkReader } from './chunks.js';
+import { header, type RegistryClient, type Response } from './client.js';
+import { isNetworkError } from './errors.js';
+import { parseRetryAfter, retryDelay, sleep } from './retry.js';
+
+/**
+ * Blob uploads (distribution spec, "pushing blobs"): `POST /v2/<name>/blobs/uploads/` opens a
+ * session whose `Location` (relative or absolute, carrying state in its query) changes with every
+ * answer; the bytes go in `PATCH` chunks, or in the closing `PUT <Location>&digest=` when they fit
+ * in one chunk. A chunk stays in memory until the registry acknowledges it, so that after a broken
+ * connection the upload resumes from the offset the registry reports (`GET <Location>`).
+ */
+
+export interface UploadTarget {
+  client: RegistryClient;
+  /** Repository name (`team/app`). */
+  repository: string;
+  /** For messages: `host/repo`. */
+  subject: string;
+}
+
+interface Session {
+  location: URL;
+  /** `OCI-Chunk-Min-Length`: the registry's smallest acceptable chunk but the last. */
+  minChunk: number;
+}
+
+/** Answers of a PATCH or PUT that mean "try again", which the upload handles itself. */
+const RETRY_STATUSES = [408, 429, 500, 502, 503, 504];
+
+function pushScope(repository: string): string {
+  return `repository:${repository}:pull,push`;
+}
+
+/** `Location` resolved against the request it answered. */
+function nextLocation(res: Response, current: URL): URL {
+  const location = header(res, 'location');
+  return location ? new URL(location, current) : current;
+}
+
+/** Adds a query parameter without re-encoding the state the registry put in the query. */
+export function withQuery(url: URL, key: string, value: string): URL {
+  const href = url.href.replace(/#.*$/, '');
+  return new URL(`${href}${url.search ? '&' : '?'}${key}=${encodeURIComponent(value)}`);
+}
+
+/** The offset after the last byte a `Range: 0-N` header acknowledges; 0 without one. */
+function rangeOffset(res: Response): number | undefined {
+  const range = header(res, 'range');
+  if (range === undefined) return undefined;
+  const m = /^(?:bytes=)?0-(\d+)$/.exec(range.trim());
+  if (!m) return undefined;
+  const last = Number(m[1]);
+  // distribution answers "0-0" for an empty upload too; a 1-byte session cannot happen with our chunks.
+  return last === 0 ? 0 : last + 1;
+}
+
+async function startSession(target: UploadTarget, signal?: AbortSignal): Promise<Session> {
+  const res = await target.client.send({
+    method: 'POST',
+    url: `/v2/${target.repository}/blobs/uploads/`,
+    scopes: [pushScope(target.repository)],
+    headers: { 'content-length': '0' },
+    expect: [202],
+    signal,
+    subject: target.subject,
+  });
+  await res.body.dump();
+  const location = header(res, 'location');
+  if (!location) throw new CkptError('REGISTRY_ERROR', 'upload started without a Location', { subject: target.subject });
+  const minChunk = Number(header(res, 'oci-chunk-min-length') ?? 0);
+  return { location: new URL(location, await target.client.baseUrl()), minChunk: Number.isFinite(minChunk) ? minChunk : 0 };
+}
+
+/** Abandons a session; best effort, the registry expires it anyway. */
+async function cancelSession(target: UploadTarget, session: Session): Promise<void> {
+  try {
+    const res = await target.client.send({
+      method: 'DELETE',
+      url: session.location,
+      scopes: [pushScope(target.repository)],
+      expect: [202, 204, 404],
+      retry: false,
+      signal: AbortSignal.timeout(5_000),
+      subject: target.subject,
+    });
+    await res.body.dump();
+  } catch {
+    // The session is garbage either way.
+  }
+}
+
+/** How many bytes the registry holds for the session, from `GET <Location>`. */
+async function sessionOffset(target: UploadTarget, session: Session, signal?: AbortSignal): Promise<number> {
+  const res = await target.client.send({
+    method: 'GET',
+    url: session.location,
+    scopes: [pushScope(target.repository)],
+    expect: [204],
+    signal,
+    subject: target.subject,
+  });
+  await res.body.dump();
+  session.location = nextLocation(res, session.location);
+  return rangeOffset(res) ?? 0;
+}
+
+/** A failure after which the same bytes may be sent again: a broken connection or a retryable status. */
+class RetryableUploadError extends Error {
+  constructor(
+    readonly status: number | undefined,
+    readonly retryAfterMs?: number,
+  ) {
+    super(status ? `HTTP ${status}` : 'connection broken');
+  }
+}
+
+function asRetryable(err: unknown): RetryableUploadError | undefined {
+  if (err instanceof RetryableUploadError) return err;
+  return isNetworkError(err) ? new RetryableUploadError(undefined) : undefined;
+}
+
+async function expectOrRetry(res: Response, ok: number): Promise<void> {
+  if (res.statusCode === ok) return;
+  await res.body.dump();
+  throw new RetryableUploadError(res.statusCode, parseRetryAfter(res.headers['retry-after']));
+}
+
+/**
+ * Sends `chunk`, which starts at `start` in the blob, resuming after failures from what the
+ * registry reports. Where the registry lost the session (distribution 2.8 cancels one that a
+ * broken request left at an unexpected offset), only an upload still in its first chunk can start over.
+ */
+async function sendChunk(target: UploadTarget, session: Session, chunk: Buffer, start: number, signal?: AbortSignal): Promise<void> {
+  const policy = target.client.options.retry;
+  let sent = 0;
+  for (let attempt = 1; sent < chunk.length; attempt++) {
+    try {
+      const body = chunk.subarray(sent);
+      const res = await target.client.send({
+        method: 'PATCH',
+        url: session.location,
+        scopes: [pushScope(target.repository)],
+        headers: {
+          'content-type': 'application/octet-stream',
+          'content-range': `${start + sent}-${start + chunk.length - 1}`,
+          'content-length': String(body.length),
+        },
+        body,
+        expect: [202, ...RETRY_STATUSES],
+        retry: false,
+        signal,
+        subject: target.subject,
+      });
+      await expectOrRetry(res, 202);
+      await res.body.dump();
+      session.location = nextLocation(res, session.location);
+      const acknowledged = rangeOffset(res);
+      // A registry may take part of a chunk; the rest goes in the next PATCH.
+      sent = acknowledged !== undefined && acknowledged > start + sent && acknowledged < start + chunk.length ? acknowledged - start : chunk.length;
+      attempt = 0;
+    } catch (err) {
+      const retryable = asRetryable(err);
+      if (!retryable || attempt >= policy.attempts || signal?.aborted) throw unwrap(err, target);
+      await sleep(retryDelay(attempt, policy, retryable.retryAfterMs), signal, target.subject);
+      sent = await resumeOffset(target, session, start, chunk.length, signal);
+    }
+  }
+}
+
+/** Where to go on after a failed chunk: the registry's offset, or 0 in a fresh session. */
+async function resumeOffset(target: UploadTarget, session: Session, start: number, length: number, signal?: AbortSignal): Promise<number> {
+  let offset: number;
+  try {
+    offset = await sessionOffset(target, session, signal);
+  } catch (err) {
+    // Unreachable or aborted: nothing more to learn. Otherwise the registry refused or forgot the
+    // session (distribution 2.8 cancels one left at an unexpected offset by a broken request).
+    if (!(err instanceof CkptError) || err.code === 'ABORTED' || err.code === 'NETWORK') throw err;
+    if (start !== 0) {
+      throw new CkptError('NETWORK', 'the registry cannot resume the upload after a broken connection; push again', {
+        subject: target.subject,
+        cause: err,
+      });
+    }
+    const fresh = await startSession(target, signal);
+    session.location = fresh.location;
+    return 0;
+  }
+  if (offset < start || offset > start + length) {
+    throw new CkptError('NETWORK', `the registry reports ${offset} bytes of the upload, outside the chunk at ${start}; push again`, {
+      subject: target.subject,
+    });
+  }
+  return offset - start;
+}
+
+function unwrap(err: unknown, target: UploadTarget): unknown {
+  if (err instanceof RetryableUploadError) {
+    return new CkptError('REGISTRY_ERROR', `upload failed with ${err.message} after retries`, { subject: target.subject });
+  }
+  return err;
+}
+
+/** `PUT <Location>&digest=`, with the last bytes as its body; a lost answer is checked with HEAD. */
+async function commit(target: UploadTarget, session: Session, digest: string, body: Buffer, signal?: AbortSignal): Promise<void> {
+  const res = await target.client.send({
+    method: 'PUT',
+    url: withQuery(session.location, 'digest', digest),
+    scopes: [pushScope(target.repository)],
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(body.length) },
+    body,
+    expect: [201, 204, ...RETRY_STATUSES],
+    retry: false,
+    signal,
+    subject: target.subject,
+  });
+  if (res.statusCode === 204) {
+    await res.body.dump();
+    return;
+  }
+  await expectOrRetry(res, 201);
+  await res.body.dump();
+  const stored = header(res, 'docker-content-digest');
+  if (stored && stored !== digest) {
+    throw new CkptError('DIGEST_MISMATCH', `the registry stored ${stored} for ${digest}`, { subject: target.subject });
+  }
+}
+
+export async function blobExists(target: UploadTarget, digest: string, signal?: AbortSignal): Promise<{ size: number } | undefined> {
+  const res = await target.client.send({
+    method: 'HEAD',
+    url: `/v2/${target.repository}/blobs/${digest}`,
+    scopes: [`repository:${target.repository}:pull`],
+    // A redirect to storage already says the blob exists; storage may refuse a HEAD signed for GET.
+    expect: [200, 404, 302, 303, 307],
+    signal,
+    subject: target.subject,
+  });
+  await res.body.dump();
+  if (res.statusCode === 404) return undefined;
+  return { size: Number(header(res, 'content-length') ?? -1) };
+}
+
+export interface UploadResult {
+  digest: string;
+  size: number;
+}
+
+/**
+ * Uploads a stream. With `expected`, the bytes are checked against it as they go and a mismatch
+ * fails the upload before the registry commits anything; without, the digest is computed on the way.
+ */
+export async function uploadBlob(
+  target: UploadTarget,
+  mediaType: string,
+  content: Readable,
+  expected: UploadResult | undefined,
+  options: TransferOptions = {},
+): Promise<UploadResult> {
+  const { signal, onProgress } = options;
+  const meter: Transform = expected ? new VerifyStream(expected, target.subject) : new DigestStream();
+  const source = pipeline(content, meter, () => undefined);
+  const reader = new ChunkReader(source);
+  const onAbort = (): void => reader.destroy(new CkptError('ABORTED', 'upload aborted', { subject: target.subject }));
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let session: Session | undefined;
+  try {
+    session = await startSession(target, signal);
+    const chunkSize = Math.max(target.client.options.chunkSize, session.minChunk);
+    onProgress?.({ mediaType, digest: expected?.digest, bytes: 0, total: expected?.size, state: 'start' });
+    let offset = 0;
+    let chunk = await reader.read(chunkSize);
+    // Chunked only when the blob is larger than one chunk; otherwise one PUT carries it all.
+    while (chunk.length === chunkSize && !reader.done) {
+      // Read the next chunk while this one is on the wire: compression and network overlap.
+      const next = reader.read(chunkSize);
+      next.catch(() => undefined);
+      await sendChunk(target, session, chunk, offset, signal);
+      offset += chunk.length;
+      onProgress?.({ mediaType, digest: expected?.digest, bytes: offset, total: expected?.size, state: 'progress' });
+      chunk = await next;
+    }
+    const digest = expected?.digest ?? (meter as DigestStream).digest;
+    const size = offset + chunk.length;
+    await commitWithRetry(target, session, digest, chunk, offset, signal);
+    onProgress?.({ mediaType, digest, bytes: size, total: size, state: 'done' });
+    return { digest, size };
+  } catch (err) {
+    reader.destroy();
+    if (session) await cancelSession(target, session);
+    throw err;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * The closing PUT, retried. When it carries the whole blob (offset 0) a lost session is simply
+ * started again; otherwise the registry must still hold what the PATCHes sent.
+ */
+async function commitWithRetry(
+  target: UploadTarget,
+  session: Session,
+  digest: string,
+  last: Buffer,
+  offset: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  const policy = target.client.options.retry;
+  let body = last;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await commit(target, session, digest, body, signal);
+      return;
+    } catch (err) {
+      const retryable = asRetryable(err);
+      if (!retryable || attempt >= policy.attempts || signal?.aborted) {
+        // The answer to an earlier attempt may have been lost after the blob was stored.
+        if (attempt > 1 && (await blobExists(target, digest, signal).catch(() => undefined))) return;
+        throw unwrap(err, target);
+      }
+      await sleep(retryDelay(attempt, policy, retryable.retryAfterMs), signal, target.subject);
+      if (await blobExists(target, digest, signal).catch(() => undefined)) return;
+      const sent = await resumeOffset(target, session, offset, last.length, signal);
+      body = last.subarray(sent);
+    }
+  }
+}
+
+/**
+ * Cross-repository mount: `POST .../uploads/?mount=<digest>&from=<repo>`. 201 means mounted; 202
+ * means the registry opened an upload instead, which is abandoned: the caller pushes.
+ */
+export async function mountBlob(target: UploadTarget, digest: string, from: string, signal?: AbortSignal): Promise<boolean> {
+  const query = new URLSearchParams({ mount: digest, from });
+  const res = await target.client.send({
+    method: 'POST',
+    url: `/v2/${target.repository}/blobs/uploads/?${query.toString()}`,
+    scopes: [pushScope(target.repository), `repository:${from}:pull`],
+    headers: { 'content-length': '0' },
+    expect: [201, 202],
+    signal,
+    subject: target.subject,
+  });
+  await res.body.dump();
+  if (res.statusCode === 201) return true;
+  const location = header(res, 'location');
+  if (location) await cancelSession(target, { location: new URL(location, await target.client.baseUrl()), minChunk: 0 });
+  return false;
+}

@@ -1,0 +1,42 @@
+import { posix } from 'node:path';
+import { CkptError } from '../errors.js';
+
+/**
+ * Path rules for tar entries, with no file-system access: every archive ckpt reads and every layer
+ * it unpacks passes through these, so a hostile name can never reach outside the tree.
+ */
+
+function unsafe(subject: string, entry: string, why: string): CkptError {
+  return new CkptError('UNSAFE_PATH', `entry ${JSON.stringify(entry)} ${why}`, { subject });
+}
+
+/**
+ * The entry's path relative to the tree root, without `./` or a trailing slash; `''` for the root
+ * itself. Rejects absolute paths, `..` components and NUL bytes.
+ */
+export function safeEntryPath(name: string, subject: string): string {
+  if (name.includes('\0')) throw unsafe(subject, name, 'contains a NUL byte');
+  if (name.startsWith('/')) throw unsafe(subject, name, 'has an absolute path');
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw unsafe(subject, name, 'climbs out of the tree with ".."');
+  return parts.join('/');
+}
+
+/** Rejects a hard-link or symbolic-link target that would resolve outside the tree. */
+export function assertSafeLink(
+  entryPath: string,
+  linkname: string,
+  kind: 'hardlink' | 'symlink',
+  subject: string,
+): void {
+  if (linkname.includes('\0')) throw unsafe(subject, entryPath, 'links to a name with a NUL byte');
+  if (posix.isAbsolute(linkname)) {
+    throw unsafe(subject, entryPath, `links to the absolute path ${JSON.stringify(linkname)}`);
+  }
+  // Hard-link targets are relative to the tree root, symbolic links to the link's own directory.
+  const base = kind === 'hardlink' ? '.' : posix.dirname(entryPath);
+  const resolved = posix.normalize(posix.join(base, linkname));
+  if (resolved === '..' || resolved.startsWith('../')) {
+    throw unsafe(subject, entryPath, `links outside the tree (${JSON.stringify(linkname)})`);
+  }
+}

@@ -1,0 +1,168 @@
+import { chmod, copyFile, mkdir, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { build } from '../../src/commands/build.js';
+import { inspect } from '../../src/commands/inspect.js';
+import { type ErrorCode, isCkptError } from '../../src/errors.js';
+import { writeTar } from '../helpers/archives.js';
+import { CKPT, ckpt, extractFixture, fixture, tempDir } from '../helpers/tree.js';
+
+async function failure(promise: Promise<unknown>): Promise<Error & { code?: string }> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error & { code?: string };
+  }
+  throw new Error('expected a failure');
+}
+
+/** Builds into a fresh layout path and checks that the failure left no layout behind. */
+async function buildFails(source: string, code: ErrorCode, message: RegExp): Promise<void> {
+  const layout = join(await tempDir(), 'layout');
+  const err = await failure(build(source, `oci:${layout}:t`, { hostInfo: false }));
+  expect(isCkptError(err, code), `${err.message}`).toBe(true);
+  expect(err.message).toMatch(message);
+  expect(err.message.startsWith(source), 'the message names the input first').toBe(true);
+  await expect(stat(layout)).rejects.toThrow(/ENOENT/);
+}
+
+describe('bad checkpoint archives', () => {
+  it('a truncated archive', async () => {
+    const path = join(await tempDir(), 'truncated.tar');
+    await copyFile(fixture('podman-counter.tar'), path);
+    await truncate(path, 600_000);
+    await buildFails(path, 'CORRUPT_ARCHIVE', /truncated or corrupt archive/);
+  });
+
+  it('a truncated zstd archive', async () => {
+    const path = join(await tempDir(), 'truncated.tar.zst');
+    await copyFile(fixture('podman-counter.tar.zst'), path);
+    await truncate(path, 400_000);
+    await buildFails(path, 'CORRUPT_ARCHIVE', /truncated or corrupt/);
+  });
+
+  it('a gzip archive with corrupt bytes', async () => {
+    const path = join(await tempDir(), 'corrupt.tar.gz');
+    const bytes = await readFile(fixture('podman-counter.tar.gz'));
+    bytes.fill(0x55, 200_000, 200_400);
+    await writeFile(path, bytes);
+    await buildFails(path, 'CORRUPT_ARCHIVE', /truncated or corrupt/);
+  });
+
+  it('an unknown compression', async () => {
+    const path = join(await tempDir(), 'checkpoint.tar.xz');
+    await execa('sh', ['-c', `xz -c < ${fixture('podman-counter.tar')} > ${path} || printf '\\3757zXZ\\0 not really' > ${path}`]);
+    await buildFails(path, 'UNKNOWN_COMPRESSION', /not a tar archive, nor gzip- or zstd-compressed/);
+  });
+
+  it('an empty file', async () => {
+    const path = join(await tempDir(), 'empty.tar');
+    await writeFile(path, '');
+    await buildFails(path, 'CORRUPT_ARCHIVE', /empty file/);
+  });
+
+  it('an archive without a CRIU inventory', async () => {
+    const path = join(await tempDir(), 'no-inventory.tar');
+    await writeTar(path, [{ name: 'config.dump', content: '{}' }, { name: 'checkpoint/', type: 'directory' }]);
+    await buildFails(path, 'NOT_CHECKPOINT', /no CRIU inventory\.img/);
+  });
+});
+
+describe('hostile tar entries', () => {
+  const cases: Array<[string, Parameters<typeof writeTar>[1], RegExp]> = [
+    ['dot-dot traversal', [{ name: 'checkpoint/../../etc/cron.d/evil', content: 'x' }], /climbs out of the tree/],
+    ['absolute path', [{ name: '/etc/passwd', content: 'x' }], /absolute path/],
+    ['symlink pointing outside', [{ name: 'checkpoint', type: 'symlink', linkname: '../../../etc' }], /links outside the tree/],
+    ['absolute symlink', [{ name: 'spec.dump', type: 'symlink', linkname: '/etc/shadow' }], /links to the absolute path/],
+    ['hard link to outside', [{ name: 'x', type: 'link', linkname: '../outside' }], /links outside the tree/],
+    ['device node', [{ name: 'checkpoint/dev', type: 'character-device' }], /character-device/],
+  ];
+  for (const [attack, items, message] of cases) {
+    it(attack, async () => {
+      const path = join(await tempDir(), `${attack.replace(/\W+/g, '-')}.tar`);
+      await writeTar(path, items);
+      await buildFails(path, 'UNSAFE_PATH', message);
+    });
+  }
+});
+
+describe('bad checkpoint directories and metadata', () => {
+  it('a directory that is not a checkpoint', async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, 'notes.txt'), 'hello');
+    await buildFails(dir, 'NOT_CHECKPOINT', /no CRIU inventory\.img/);
+  });
+
+  for (const file of ['config.dump', 'spec.dump']) {
+    it(`broken ${file} JSON`, async () => {
+      const dir = await extractFixture('podman-counter.tar');
+      await writeFile(join(dir, file), '{"id": "abc", ');
+      await buildFails(dir, 'INVALID_METADATA', new RegExp(`${file.replace('.', '\\.')}: broken JSON`));
+    });
+  }
+
+  it('a corrupt CRIU image', async () => {
+    const dir = await extractFixture('crio-counter.tar');
+    await writeFile(join(dir, 'checkpoint', 'pstree.img'), Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9]));
+    await buildFails(dir, 'INVALID_METADATA', /pstree\.img/);
+  });
+
+  it('a missing source', async () => {
+    const err = await failure(inspect('/nonexistent/checkpoint.tar'));
+    expect(isCkptError(err, 'NOT_FOUND')).toBe(true);
+    expect(err.message).toBe('/nonexistent/checkpoint.tar: no such file or directory');
+  });
+
+  it('an unreadable archive (a kubelet archive is mode 0600, root-owned)', async () => {
+    const dir = await tempDir();
+    await chmod(dir, 0o777);
+    const path = join(dir, 'checkpoint.tar');
+    await copyFile(fixture('crio-counter.tar'), path);
+    await chmod(path, 0o600);
+    const out = join(dir, 'out');
+    const run = await execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', CKPT, 'build', path, `oci:${out}:t`], {
+      reject: false,
+    });
+    expect(run.stderr).toBe(`ckpt: ${path}: permission denied`);
+    expect(run.exitCode).toBe(8);
+    await expect(stat(out)).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe('bad destinations', () => {
+  it('a directory that exists but is not a layout is left untouched', async () => {
+    const dir = await tempDir();
+    await writeFile(join(dir, 'precious.txt'), 'keep me');
+    const err = await failure(build(fixture('crio-counter.tar'), `oci:${dir}:t`));
+    expect(isCkptError(err, 'NOT_LAYOUT')).toBe(true);
+    expect(err.message).toBe(`${dir}: exists but is not an OCI image layout (no oci-layout file)`);
+    expect(await readdir(dir)).toEqual(['precious.txt']);
+  });
+
+  it('a failed build into an existing layout adds no tag', async () => {
+    const layout = join(await tempDir(), 'layout');
+    await build(fixture('crio-counter.tar'), `oci:${layout}:good`, { hostInfo: false });
+    const before = await readFile(join(layout, 'index.json'), 'utf8');
+    const broken = join(await tempDir(), 'broken.tar');
+    await writeTar(broken, [{ name: 'config.dump', content: '{}' }]);
+    await failure(build(broken, `oci:${layout}:bad`, { hostInfo: false }));
+    expect(await readFile(join(layout, 'index.json'), 'utf8')).toBe(before);
+    expect((await readdir(layout)).sort()).toEqual(['blobs', 'index.json', 'oci-layout']);
+  });
+
+  it('a digest as build destination is a usage error', async () => {
+    const { exitCode, stderr } = await ckpt(['build', fixture('crio-counter.tar'), `oci:/tmp/x@sha256:${'a'.repeat(64)}`]);
+    expect(exitCode).toBe(2);
+    expect(stderr).toMatch(/a build destination takes a tag, not a digest/);
+  });
+
+  it('a destination inside a missing parent is created, and removed again on failure', async () => {
+    const parent = await tempDir();
+    await mkdir(join(parent, 'a'));
+    const broken = join(parent, 'broken.tar');
+    await writeTar(broken, [{ name: 'x/../../y', content: '' }]);
+    await failure(build(broken, `oci:${join(parent, 'a', 'layout')}:t`));
+    expect(await readdir(join(parent, 'a'))).toEqual([]);
+  });
+});

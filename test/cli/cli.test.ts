@@ -1,0 +1,124 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { InspectResultSchema } from '../../src/commands/inspect.js';
+import { ckpt, fixture, tempDir } from '../helpers/tree.js';
+
+describe('ckpt inspect', () => {
+  for (const name of ['podman-counter.tar', 'podman-counter.tar.gz', 'podman-counter.tar.zst']) {
+    it(`${name}: container, image, engine, processes and memory`, async () => {
+      const { stdout, exitCode } = await ckpt(['inspect', fixture(name)]);
+      expect(exitCode).toBe(0);
+      expect(stdout).toMatch(/^Container\s+counter \(a1c43f3470e1\)$/m);
+      expect(stdout).toMatch(/^Image\s+localhost\/bbox:motd \(79a2716c574c\)$/m);
+      expect(stdout).toMatch(/^Engine\s+Podman$/m);
+      expect(stdout).toMatch(/^Processes\s+2 \(busybox\[1\], busybox\[\d+\]\)$/m);
+      expect(stdout).toMatch(/^Memory\s+\d+\.\d (KiB|MiB) in 2 page files$/m);
+      expect(stdout).toMatch(/^Deleted files\s+\/etc\/motd$/m);
+      expect(stdout).toMatch(/^Restorable by\s+podman$/m);
+    });
+  }
+
+  it('the Podman image layout (--create-image) reads the same', async () => {
+    const { stdout } = await ckpt(['inspect', `oci:${fixture('podman-image-layout')}:counter-ckpt`]);
+    expect(stdout).toMatch(/^Container\s+counter/m);
+    expect(stdout).toMatch(/^Image\s+localhost\/bbox:motd/m);
+    expect(stdout).toMatch(/^Engine\s+Podman$/m);
+  });
+
+  it('CRI-O and containerd checkpoints show their pod', async () => {
+    const crio = await ckpt(['inspect', fixture('crio-counter.tar')]);
+    expect(crio.stdout).toMatch(/^Engine\s+CRI-O$/m);
+    expect(crio.stdout).toMatch(/^Pod\s+counter-pod \(namespace default, uid uid-counter-pod-1\)$/m);
+    expect(crio.stdout).toMatch(/^CRIU\s+4\.1\.1 \(image format 2\)$/m);
+    const containerd = await ckpt(['inspect', fixture('containerd-counter.tar')]);
+    expect(containerd.stdout).toMatch(/^Engine\s+containerd$/m);
+    expect(containerd.stdout).toMatch(/^Image\s+127\.0\.0\.1:52895\/bbox:latest/m);
+  });
+
+  it('a raw criu dump is a CRIU-only checkpoint with its process tree', async () => {
+    const { stdout } = await ckpt(['inspect', fixture('criu-raw-shell'), '--tree']);
+    expect(stdout).toMatch(/^Engine\s+CRIU only \(raw criu dump\)$/m);
+    expect(stdout).not.toMatch(/^Container/m);
+    expect(stdout).toContain('Process tree:\nsh (pid 19228)\n└─ sleep (pid 19235)');
+  });
+
+  it('--json follows schemas/inspect.schema.json', async () => {
+    const { stdout } = await ckpt(['inspect', fixture('podman-counter.tar'), '--json']);
+    const result = InspectResultSchema.parse(JSON.parse(stdout));
+    expect(result.metadata).toMatchObject({
+      engine: 'podman',
+      container: { name: 'counter' },
+      image: { name: 'localhost/bbox:motd' },
+      memory: { bytes: 1052672, files: 2 },
+      rootfsDiff: { files: 2, bytes: 8 },
+      deletedFiles: ['/etc/motd'],
+    });
+    expect(result.metadata.processes.map((p) => p.pid)).toEqual([1, 14]);
+  });
+});
+
+describe('ckpt build then inspect of the image', () => {
+  let layout: string;
+  beforeAll(async () => {
+    layout = join(await tempDir(), 'layout');
+    const built = await ckpt(['build', fixture('podman-counter.tar'), `oci:${layout}:counter`, '--json']);
+    expect(built.exitCode, built.stderr).toBe(0);
+  });
+
+  it('reads only the metadata layer: it works with the page and file-system layers gone', async () => {
+    const { stdout: json } = await ckpt(['build', fixture('podman-counter.tar'), `oci:${layout}:counter`, '--json']);
+    const built = JSON.parse(json) as { layers: Array<{ role: string; digest: string }> };
+    for (const layer of built.layers.filter((l) => l.role !== 'metadata')) {
+      await rm(join(layout, 'blobs', 'sha256', layer.digest.slice(7)));
+    }
+    const { stdout, exitCode, stderr } = await ckpt(['inspect', `oci:${layout}:counter`, '--json']);
+    expect(exitCode, stderr).toBe(0);
+    const result = InspectResultSchema.parse(JSON.parse(stdout));
+    expect(result.metadata).toMatchObject({
+      container: { name: 'counter' },
+      memory: { bytes: 1052672, files: 2 },
+      rootfsDiff: { files: 2, bytes: 8 },
+      deletedFiles: ['/etc/motd'],
+    });
+    expect(result.image?.layers).toHaveLength(3);
+  });
+
+  it('-q prints the digest only', async () => {
+    const { stdout } = await ckpt(['build', fixture('crio-counter.tar'), `oci:${layout}:crio`, '-q']);
+    expect(stdout).toMatch(/^sha256:[a-f0-9]{64}$/);
+  });
+});
+
+describe('command line', () => {
+  it.each([['--help'], ['build', '--help'], ['inspect', '--help']])('%s', async (...args) => {
+    const { stdout, exitCode } = await ckpt(args);
+    expect(exitCode).toBe(0);
+    expect(stdout).toContain('Exit codes:');
+  });
+
+  it('an unknown option is a usage error', async () => {
+    const { exitCode, stderr } = await ckpt(['build', '--frobnicate', 'a', 'b']);
+    expect(exitCode).toBe(2);
+    expect(stderr).toContain("unknown option '--frobnicate'");
+  });
+
+  it('a bad compression is a usage error', async () => {
+    const { exitCode, stderr } = await ckpt(['build', fixture('crio-counter.tar'), 'oci:/tmp/never', '--compression', 'lz4']);
+    expect(exitCode).toBe(2);
+    expect(stderr).toContain('expected one of zstd, gzip, none');
+  });
+
+  it('bad input exits 3 with one line naming the input', async () => {
+    const dir = await tempDir();
+    const { exitCode, stderr } = await ckpt(['inspect', dir]);
+    expect(exitCode).toBe(3);
+    expect(stderr).toBe(`ckpt: ${dir}: not a checkpoint: no CRIU inventory.img (neither at the top nor in checkpoint/)`);
+  });
+
+  it('a missing tag exits 4', async () => {
+    const { exitCode, stderr } = await ckpt(['inspect', `oci:${fixture('podman-image-layout')}:nope`]);
+    expect(exitCode).toBe(4);
+    expect(stderr).toMatch(/no image tagged "nope"/);
+  });
+});

@@ -1,0 +1,207 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { openCheckpoint } from '../../src/checkpoint/open.js';
+import { build } from '../../src/commands/build.js';
+import { type BuildImageResult, buildImage } from '../../src/image/build.js';
+import { OciLayout } from '../../src/layout/store.js';
+import { CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../../src/oci/mediatypes.js';
+import { IndexSchema, ManifestSchema, ImageConfigSchema } from '../../src/oci/schemas.js';
+import { ARCHIVE_FIXTURES, extractFixture, fixture, tempDir, treeOf } from '../helpers/tree.js';
+
+async function blobJson(layoutDir: string, digest: string): Promise<unknown> {
+  return JSON.parse(await readFile(join(layoutDir, 'blobs', 'sha256', digest.slice(7)), 'utf8'));
+}
+
+/** Unpacks with umoci (gzip and plain layers) and returns the root file system. */
+async function umociUnpack(layoutDir: string, tag: string): Promise<string> {
+  const bundle = join(await tempDir('ckpt-umoci-'), 'bundle');
+  await execa('umoci', ['unpack', '--image', `${layoutDir}:${tag}`, bundle]);
+  return join(bundle, 'rootfs');
+}
+
+/** umoci 0.4 predates zstd layers: skopeo (which reads them) recompresses to gzip for it. */
+async function viaSkopeoGzip(layoutDir: string, tag: string): Promise<string> {
+  const copy = join(await tempDir('ckpt-skopeo-'), 'layout');
+  await execa('skopeo', ['copy', '--dest-compress-format', 'gzip', '--dest-compress', `oci:${layoutDir}:${tag}`, `oci:${copy}:${tag}`]);
+  return umociUnpack(copy, tag);
+}
+
+async function expectSameTree(actual: string, expected: string): Promise<void> {
+  const [a, e] = await Promise.all([treeOf(actual), treeOf(expected)]);
+  expect([...a.keys()]).toEqual([...e.keys()]);
+  for (const [path, item] of e) expect(a.get(path), path).toEqual(item);
+}
+
+describe('build from every fixture into an OCI layout', () => {
+  let layout: string;
+  beforeAll(async () => {
+    layout = join(await tempDir(), 'layout');
+  });
+
+  for (const name of [...ARCHIVE_FIXTURES, 'criu-raw-shell']) {
+    it(`${name}: skopeo reads it and the unpacked tree equals the checkpoint`, async () => {
+      const tag = name.replace(/[^a-z0-9]/g, '-');
+      await build(fixture(name), `oci:${layout}:${tag}`);
+      const { stdout } = await execa('skopeo', ['inspect', `oci:${layout}:${tag}`]);
+      const inspected = JSON.parse(stdout) as { Architecture: string; Os: string; Layers: string[] };
+      expect(inspected).toMatchObject({ Architecture: 'amd64', Os: 'linux' });
+      expect(inspected.Layers.length).toBeGreaterThanOrEqual(2);
+      const original = name === 'criu-raw-shell' ? fixture(name) : await extractFixture(name);
+      await expectSameTree(await viaSkopeoGzip(layout, tag), original);
+    });
+  }
+
+  it('keeps several tags in one layout and adds to it', async () => {
+    const layoutStore = await OciLayout.open(layout);
+    expect(await layoutStore.tags()).toEqual(expect.arrayContaining(['podman-counter-tar', 'crio-counter-tar', 'criu-raw-shell']));
+  });
+});
+
+describe('the checkpoint image', () => {
+  let layout: string;
+  let result: BuildImageResult;
+  beforeAll(async () => {
+    layout = join(await tempDir(), 'layout');
+    result = await build(fixture('podman-counter.tar'), `oci:${layout}:counter`, { hostInfo: false });
+  });
+
+  it('is an OCI manifest marked as a checkpoint, with metadata, pages and file-system layers in that order', async () => {
+    const manifest = ManifestSchema.parse(await blobJson(layout, result.descriptor.digest));
+    expect(manifest.mediaType).toBe(MediaType.imageManifest);
+    expect(manifest.artifactType).toBe(CHECKPOINT_ARTIFACT_TYPE);
+    expect(manifest.config.mediaType).toBe(MediaType.imageConfig);
+    expect(manifest.layers.map((l) => l.annotations?.['dev.ckpt.layer'])).toEqual(['metadata', 'pages', 'rootfs-diff']);
+    expect(manifest.layers.every((l) => l.mediaType === MediaType.layerZstd)).toBe(true);
+  });
+
+  it('carries the annotations Podman restores from, and the full org.criu set', async () => {
+    const manifest = ManifestSchema.parse(await blobJson(layout, result.descriptor.digest));
+    const a = manifest.annotations ?? {};
+    expect(a).toMatchObject({
+      'io.podman.annotations.checkpoint.name': 'counter',
+      'io.podman.annotations.checkpoint.runtime.name': 'runc',
+      'io.podman.annotations.checkpoint.rootfsImageName': 'localhost/bbox:motd',
+      'io.podman.annotations.checkpoint.rootfsImageID': '79a2716c574c92e9d4ae6147b881ca72d045c39f9cf2e6bc81a0bcbdc771dc1e',
+      'org.criu.checkpoint.container.name': 'counter',
+      'org.criu.checkpoint.engine.name': 'podman',
+      'org.criu.checkpoint.runtime.name': 'runc',
+      'org.criu.checkpoint.host.arch': 'amd64',
+      'org.opencontainers.image.base.name': 'localhost/bbox:motd',
+      'dev.ckpt.memory.bytes': '1052672',
+    });
+    for (const key of ['engine.version', 'pod.name', 'criu.version', 'host.kernel', 'cgroup.version', 'distribution.name', 'rootfsImageSha']) {
+      expect(a).toHaveProperty(`org.criu.checkpoint.${key}`);
+    }
+    expect(Object.keys(a).some((k) => k.startsWith('io.kubernetes.cri-o.'))).toBe(false);
+    expect(a['org.opencontainers.image.created']).toMatch(/^2026-11-27T13:34:/);
+  });
+
+  it('has a config with the checkpoint platform, one diff_id and history entry per layer, and mirrored labels', async () => {
+    const manifest = ManifestSchema.parse(await blobJson(layout, result.descriptor.digest));
+    const config = ImageConfigSchema.parse(await blobJson(layout, manifest.config.digest));
+    expect(config.architecture).toBe('amd64');
+    expect(config.os).toBe('linux');
+    expect(config.rootfs.diff_ids).toHaveLength(3);
+    expect(config.history).toHaveLength(3);
+    expect(config.config?.Labels?.['org.criu.checkpoint.container.name']).toBe('counter');
+  });
+
+  it('gives the same digests when built again', async () => {
+    const again = join(await tempDir(), 'layout');
+    const second = await build(fixture('podman-counter.tar'), `oci:${again}:counter`, { hostInfo: false });
+    expect(second.descriptor.digest).toBe(result.descriptor.digest);
+    expect(second.layers.map((l) => l.desc.digest)).toEqual(result.layers.map((l) => l.desc.digest));
+  });
+
+  it('cuts memory pages into layers of bounded size without splitting a file', async () => {
+    const dir = join(await tempDir(), 'layout');
+    const small = await build(fixture('podman-counter.tar'), `oci:${dir}:small`, { hostInfo: false, maxLayerBytes: 100_000 });
+    // pages-1.img (960 KiB) is larger than the bound and gets a layer alone; pages-2.img another.
+    expect(small.layers.map((l) => l.role)).toEqual(['metadata', 'pages', 'pages', 'rootfs-diff']);
+  });
+});
+
+describe('compression, compat and annotations', () => {
+  for (const compression of ['gzip', 'none'] as const) {
+    it(`${compression} layers are read by skopeo and umoci directly`, async () => {
+      const layout = join(await tempDir(), 'layout');
+      const result = await build(fixture('podman-counter.tar'), `oci:${layout}:c`, { compression });
+      expect(result.layers[0]?.desc.mediaType).toBe(compression === 'gzip' ? MediaType.layerGzip : MediaType.layerTar);
+      await execa('skopeo', ['inspect', `oci:${layout}:c`]);
+      await expectSameTree(await umociUnpack(layout, 'c'), await extractFixture('podman-counter.tar'));
+    });
+  }
+
+  it('writes the CRI-O family for a CRI-O checkpoint', async () => {
+    const layout = join(await tempDir(), 'layout');
+    const result = await build(fixture('crio-counter.tar'), `oci:${layout}:c`, { hostInfo: false });
+    const a = ManifestSchema.parse(await blobJson(layout, result.descriptor.digest)).annotations ?? {};
+    expect(a).toMatchObject({
+      'io.kubernetes.cri-o.annotations.checkpoint.name': 'counter',
+      'org.criu.checkpoint.pod.name': 'counter-pod',
+      'org.criu.checkpoint.pod.namespace': 'default',
+      'org.criu.checkpoint.pod.uid': 'uid-counter-pod-1',
+      'org.criu.checkpoint.criu.version': '40101',
+      'org.criu.checkpoint.host.kernel': '6.18.44-fc-v769',
+    });
+    expect(Object.keys(a).some((k) => k.startsWith('io.podman.'))).toBe(false);
+  });
+
+  it('puts an index carrying org.criu at the tag for containerd', async () => {
+    const layout = join(await tempDir(), 'layout');
+    const result = await build(fixture('containerd-counter.tar'), `oci:${layout}:c`, { hostInfo: false });
+    expect(result.descriptor.mediaType).toBe(MediaType.imageIndex);
+    const index = IndexSchema.parse(await blobJson(layout, result.descriptor.digest));
+    expect(index.annotations?.['org.criu.checkpoint.container.name']).toBe('counter');
+    expect(index.annotations?.['org.opencontainers.image.base.digest']).toMatch(/^sha256:6be3e646/);
+    expect(index.manifests[0]?.platform).toEqual({ architecture: 'amd64', os: 'linux' });
+    const { stdout } = await execa('skopeo', ['inspect', `oci:${layout}:c`]);
+    expect(JSON.parse(stdout)).toMatchObject({ Architecture: 'amd64' });
+  });
+
+  it('--compat all writes every family, and user annotations win', async () => {
+    const layout = join(await tempDir(), 'layout');
+    const result = await build(fixture('podman-counter.tar.zst'), `oci:${layout}:c`, {
+      compat: 'all',
+      annotations: { 'org.example.team': 'payments', 'io.podman.annotations.checkpoint.name': 'renamed' },
+    });
+    const index = IndexSchema.parse(await blobJson(layout, result.descriptor.digest));
+    const manifest = ManifestSchema.parse(await blobJson(layout, index.manifests[0]?.digest ?? ''));
+    expect(manifest.annotations).toMatchObject({
+      'io.kubernetes.cri-o.annotations.checkpoint.name': 'counter',
+      'io.podman.annotations.checkpoint.name': 'renamed',
+      'org.example.team': 'payments',
+    });
+  });
+
+  it('rebuilds an existing checkpoint image (Podman --create-image) into the ckpt format', async () => {
+    const layout = join(await tempDir(), 'layout');
+    const source = await openCheckpoint(`oci:${fixture('podman-image-layout')}:counter-ckpt`);
+    const target = await OciLayout.open(layout, { create: true });
+    const result = await buildImage(source, target, { tag: 'rebuilt', compression: 'gzip' });
+    expect(result.metadata.container.name).toBe('counter');
+    expect(result.layers.map((l) => l.role)).toEqual(['metadata', 'pages', 'rootfs-diff']);
+    await expectSameTree(await umociUnpack(layout, 'rebuilt'), await umociUnpack(fixture('podman-image-layout'), 'counter-ckpt'));
+  });
+});
+
+describe('an image made with the Kubernetes buildah recipe', () => {
+  it('is a source: ckpt rebuilds it into the same tree, and inspect reads it', async () => {
+    const work = await tempDir('ckpt-buildah-');
+    const buildah = (...args: string[]) =>
+      execa('buildah', ['--root', join(work, 'root'), '--runroot', join(work, 'run'), '--storage-driver', 'vfs', ...args]);
+    const container = (await buildah('from', 'scratch')).stdout.trim();
+    await buildah('add', container, fixture('crio-counter.tar'), '/');
+    await buildah('config', '--annotation=io.kubernetes.cri-o.annotations.checkpoint.name=counter', container);
+    await buildah('commit', container, 'checkpoint-image:latest');
+    const recipe = join(work, 'recipe');
+    await buildah('push', 'checkpoint-image:latest', `oci:${recipe}:latest`);
+
+    const layout = join(work, 'layout');
+    const result = await build(`oci:${recipe}:latest`, `oci:${layout}:rebuilt`, { compression: 'gzip', hostInfo: false });
+    expect(result.metadata).toMatchObject({ engine: 'cri-o', container: { name: 'counter' }, pod: { name: 'counter-pod' } });
+    await expectSameTree(await umociUnpack(layout, 'rebuilt'), await extractFixture('crio-counter.tar'));
+  });
+});

@@ -1,0 +1,177 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RegistryClient } from '../../src/registry/client.js';
+import { RegistryRepository } from '../../src/registry/repository.js';
+import { blob, collect, manifestOf, trickle } from '../helpers/blobs.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { DEFAULT_USERS, startRegistry, type RegistryServer } from '../helpers/registry.js';
+
+const CHUNK = 64 * 1024;
+const PATCH_URL = /\/blobs\/uploads\/[^?]+/;
+
+describe('faults between ckpt and the registry', () => {
+  let registry: RegistryServer;
+  let proxy: FaultProxy;
+  let client: RegistryClient;
+  let direct: RegistryClient;
+  let n = 0;
+  /** A fresh repository per test, seen through the proxy and, for checks, directly. */
+  const repos = (): { viaProxy: RegistryRepository; check: RegistryRepository } => {
+    const name = `faults/r${++n}`;
+    return { viaProxy: new RegistryRepository(client, name), check: new RegistryRepository(direct, name) };
+  };
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    direct = new RegistryClient(registry.host, { plainHttp: true });
+  });
+  afterAll(async () => {
+    await direct.close();
+    await registry.stop();
+  });
+  // A proxy per test, so that rules never leak from one test to the next.
+  afterEach(async () => {
+    await client.close();
+    await proxy.stop();
+  });
+  const useProxy = async (): Promise<void> => {
+    proxy = await startFaultProxy(registry.host);
+    client = new RegistryClient(proxy.host, {
+      plainHttp: true,
+      chunkSize: CHUNK,
+      retry: { attempts: 4, minDelayMs: 20, maxDelayMs: 100 },
+    });
+  };
+
+  it('fails a download whose bytes were corrupted with DIGEST_MISMATCH', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const { bytes, desc } = blob(200_000);
+    await check.push(desc, Readable.from([bytes]));
+    proxy.add({ method: 'GET', url: /\/blobs\/sha256:/, fault: { kind: 'corrupt', at: 150_000 } });
+    await expect(collect(await viaProxy.fetch(desc))).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+  });
+
+  it('resumes a download cut in the middle with a Range request', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const { bytes, desc } = blob(1_000_000);
+    await check.push(desc, Readable.from([bytes]));
+    const cut = proxy.add({ method: 'GET', url: /\/blobs\/sha256:/, fault: { kind: 'cut-response', afterBytes: 300_000 }, times: 2 });
+    expect((await collect(await viaProxy.fetch(desc))).equals(bytes)).toBe(true);
+    expect(cut.fired).toBe(2);
+    expect(proxy.requests.filter((r) => r.method === 'GET').length).toBe(3);
+  });
+
+  it('resumes a chunked upload whose connection broke before the registry saw the chunk', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const { bytes, desc } = blob(CHUNK * 4 + 10);
+    const drop = proxy.add({ method: 'PATCH', url: PATCH_URL, skip: 1, fault: { kind: 'drop-request', afterBytes: CHUNK / 2 } });
+    expect(await viaProxy.ingest(desc.mediaType, trickle(bytes, 8_000))).toEqual(desc);
+    expect(drop.fired).toBe(1);
+    expect((await collect(await check.fetch(desc))).equals(bytes)).toBe(true);
+    // The offset came from GET <Location>.
+    expect(proxy.requests.some((r) => r.method === 'GET' && PATCH_URL.test(r.url))).toBe(true);
+  });
+
+  it('starts over when a first chunk half reached the registry (distribution cannot resume that)', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const { bytes, desc } = blob(CHUNK * 3);
+    const cut = proxy.add({ method: 'PATCH', url: PATCH_URL, fault: { kind: 'cut-request', afterBytes: CHUNK / 2 } });
+    expect(await viaProxy.ingest(desc.mediaType, trickle(bytes, 8_000))).toEqual(desc);
+    expect(cut.fired).toBe(1);
+    // A second session was opened.
+    expect(proxy.requests.filter((r) => r.method === 'POST').length).toBe(2);
+    expect((await collect(await check.fetch(desc))).equals(bytes)).toBe(true);
+  });
+
+  it('fails cleanly when a later chunk half reached a registry that cannot resume', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const { bytes, desc } = blob(CHUNK * 3);
+    proxy.add({ method: 'PATCH', url: PATCH_URL, skip: 1, fault: { kind: 'cut-request', afterBytes: CHUNK / 2 } });
+    const err: unknown = await viaProxy.ingest(desc.mediaType, trickle(bytes, 8_000)).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'NETWORK' });
+    expect(String(err)).toMatch(/cannot resume the upload/);
+    expect(await check.exists(desc)).toBe(false);
+  });
+
+  it('resumes a known-digest upload after a 500 on a chunk', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const { bytes, desc } = blob(CHUNK * 3 + 5);
+    const fault = proxy.add({ method: 'PATCH', url: PATCH_URL, skip: 1, fault: { kind: 'status', status: 500 } });
+    await viaProxy.push(desc, trickle(bytes, 8_000));
+    expect(fault.fired).toBe(1);
+    expect((await collect(await check.fetch(desc))).equals(bytes)).toBe(true);
+  });
+
+  it('retries 500 on manifest requests and 429 with Retry-After on upload starts', async () => {
+    await useProxy();
+    const { viaProxy } = repos();
+    const config = blob(100, 'application/vnd.oci.image.config.v1+json');
+    const manifest = manifestOf(config.desc, []);
+    const throttled = proxy.add({ method: 'POST', url: /\/blobs\/uploads\/$/, fault: { kind: 'status', status: 429, retryAfter: 1 } });
+    const started = Date.now();
+    await viaProxy.push(config.desc, Readable.from([config.bytes]));
+    expect(throttled.fired).toBe(1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(950);
+    const failing = proxy.add({ method: 'PUT', url: /\/manifests\//, fault: { kind: 'status', status: 503 }, times: 2 });
+    await viaProxy.pushManifest(manifest.desc, manifest.bytes, 'v1');
+    expect(failing.fired).toBe(2);
+    proxy.add({ method: 'HEAD', url: /\/manifests\/v1/, fault: { kind: 'status', status: 500 }, times: 2 });
+    expect(await viaProxy.resolve('v1')).toEqual(manifest.desc);
+  });
+
+  it('gives up with REGISTRY_ERROR when the registry keeps failing', async () => {
+    await useProxy();
+    const { viaProxy } = repos();
+    proxy.add({ method: 'HEAD', url: /\/manifests\//, fault: { kind: 'status', status: 502 }, times: 100 });
+    await expect(viaProxy.resolve('latest')).rejects.toMatchObject({ code: 'REGISTRY_ERROR', message: expect.stringMatching(/HTTP 502/) });
+    expect(proxy.requests.length).toBe(4);
+  });
+
+  it('retries a request whose connection dropped before an answer', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const { bytes, desc } = blob(1000);
+    await check.push(desc, Readable.from([bytes]));
+    const drop = proxy.add({ method: 'HEAD', url: /\/blobs\//, fault: { kind: 'drop-request', afterBytes: 0 } });
+    expect(await viaProxy.exists(desc)).toBe(true);
+    expect(drop.fired).toBe(1);
+  });
+});
+
+describe('redirects to blob storage', () => {
+  it('follows a redirect to another host without sending Authorization', async () => {
+    const registry = await startRegistry({ auth: 'htpasswd' });
+    const proxy = await startFaultProxy(registry.host);
+    const { bytes, desc } = blob(50_000);
+    const seen: (string | undefined)[] = [];
+    const storage = createServer((req, res) => {
+      seen.push(req.headers.authorization);
+      res.writeHead(200, { 'content-length': String(bytes.length) }).end(bytes);
+    });
+    await new Promise<void>((resolve) => storage.listen(0, '127.0.0.1', resolve));
+    const { port } = storage.address() as AddressInfo;
+    const r = RegistryRepository.open(
+      { registry: proxy.host, repository: 'redirect/app' },
+      { plainHttp: true, credentials: () => Promise.resolve({ username: 'alice', password: DEFAULT_USERS.alice }) },
+    );
+    try {
+      await r.push(desc, Readable.from([bytes]));
+      proxy.add({ method: 'GET', url: /\/blobs\/sha256:/, fault: { kind: 'redirect', location: `http://127.0.0.1:${port}/storage/blob?sig=x` } });
+      expect((await collect(await r.fetch(desc))).equals(bytes)).toBe(true);
+      expect(seen).toEqual([undefined]);
+    } finally {
+      await r.close();
+      await proxy.stop();
+      await new Promise<void>((resolve) => storage.close(() => resolve()));
+      await registry.stop();
+    }
+  });
+});
