@@ -30,4 +30,6 @@ export interface CheckpointSource {
   readonly name: string;
   readonly kind: 'archive' | 'directory' | 'image';
   entries(signal?: AbortSignal): AsyncGenerator<SourceEntry>;
+  /** Releases what reading needed (registry connections). */
+  close?(): Promise<void>;
 }

@@ -128,7 +128,7 @@ export function interpretScan(scan: ScanResult, subject: string): CheckpointMeta
   );
   const statsBytes = read('stats-dump');
   const log = read('dump.log');
-  const logInfo = log ? parseDumpLog(log.toString('utf8')) : {};
+  const logInfo = log ? parseDumpLog(log) : {};
   const deleted = read('deleted.files');
   const bindMounts = read('bind.mounts');
 

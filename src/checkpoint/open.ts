@@ -1,6 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { type ByteMeter, metered } from '../content/meter.js';
 import { resolveImage } from '../content/resolve-image.js';
+import type { Platform } from '../oci/schemas.js';
 import { CkptError, fromSystemError } from '../errors.js';
 import { formatReference, parseReference, referenceSelector } from '../reference.js';
 import { type OpenTargetOptions, openTarget } from '../target/open.js';
@@ -9,7 +11,13 @@ import { ArchiveSource } from './sources/archive.js';
 import { DirectorySource } from './sources/directory.js';
 import { ImageSource } from './sources/image.js';
 
-export type OpenCheckpointOptions = Omit<OpenTargetOptions, 'create'> & { signal?: AbortSignal };
+export type OpenCheckpointOptions = Omit<OpenTargetOptions, 'create'> & {
+  signal?: AbortSignal;
+  /** The platform to pick from an image index (this node's by default). */
+  platform?: Platform;
+  /** Counts the bytes read from an image source. */
+  meter?: ByteMeter;
+};
 
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
@@ -48,7 +56,13 @@ export async function openCheckpoint(input: string, options: OpenCheckpointOptio
     if (info) return ArchiveSource.open(input);
   }
   const ref = parseReference(input);
-  const target = await openTarget(ref, { ...options, create: false });
-  const image = await resolveImage(target, referenceSelector(ref), { signal: options.signal });
-  return new ImageSource(formatReference(ref), target, image);
+  const opened = await openTarget(ref, { ...options, create: false });
+  const target = options.meter ? metered(opened, options.meter) : opened;
+  try {
+    const image = await resolveImage(target, referenceSelector(ref), { signal: options.signal, platform: options.platform });
+    return new ImageSource(formatReference(ref), target, image);
+  } catch (err) {
+    await target.close?.();
+    throw err;
+  }
 }

@@ -3,7 +3,10 @@ import { Command } from 'commander';
 import { ExitCode } from '../errors.js';
 import { reportError } from './errors.js';
 import { registerBuild } from './commands/build.js';
+import { registerCopy } from './commands/copy.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerLogin } from './commands/login.js';
+import { registerPush } from './commands/push.js';
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -27,7 +30,10 @@ export function program(signal: AbortSignal): Command {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerBuild(cli, signal);
+  registerPush(cli, signal);
+  registerCopy(cli, signal);
   registerInspect(cli, signal);
+  registerLogin(cli, signal);
   for (const command of cli.commands) command.exitOverride().addHelpText('after', EXIT_CODES_HELP);
   return cli;
 }

@@ -45,12 +45,18 @@ export async function build(sourceInput: string, destination: string, options: B
   const tag = destinationTag(ref, destination);
   const source = await openCheckpoint(sourceInput, options);
   const before = ref.kind === 'layout' ? await layoutBefore(resolve(ref.dir)) : 'present';
-  const target = await openTarget(ref, { ...options, create: true });
   try {
-    const result = await buildImage(source, target, { ...options, tag });
-    return { ...result, reference: formatReference({ ...ref, tag }) };
+    const target = await openTarget(ref, { ...options, create: true });
+    try {
+      const result = await buildImage(source, target, { ...options, tag });
+      return { ...result, reference: formatReference({ ...ref, tag }) };
+    } finally {
+      await target.close?.();
+    }
   } catch (err) {
     if (ref.kind === 'layout') await undoLayout(resolve(ref.dir), before);
     throw err;
+  } finally {
+    await source.close?.();
   }
 }

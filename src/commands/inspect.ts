@@ -1,4 +1,5 @@
 import { pipeline } from 'node:stream/promises';
+import { ByteMeter } from '../content/meter.js';
 import { z } from 'zod';
 import type { CheckpointSource } from '../checkpoint/entry.js';
 import { interpretScan } from '../checkpoint/metadata.js';
@@ -29,6 +30,7 @@ export const InspectResultSchema = z.object({
     .optional()
     .describe('for a checkpoint image: its manifest and layers'),
   metadata: CheckpointMetadataSchema,
+  fetchedBytes: z.number().int().optional().describe('bytes of manifests and blobs read from an image source'),
 });
 export type InspectResult = z.infer<typeof InspectResultSchema>;
 
@@ -86,7 +88,17 @@ function fromAnnotations(meta: CheckpointMetadata, annotations: Record<string, s
  * layer only, never the memory pages.
  */
 export async function inspect(input: string, options: InspectOptions = {}): Promise<InspectResult> {
-  const source = await openCheckpoint(input, options);
+  const meter = new ByteMeter();
+  const source = await openCheckpoint(input, { ...options, meter });
+  try {
+    const result = await describe(input, source, options);
+    return source.kind === 'image' ? { ...result, fetchedBytes: meter.bytes } : result;
+  } finally {
+    await source.close?.();
+  }
+}
+
+async function describe(input: string, source: CheckpointSource, options: InspectOptions): Promise<InspectResult> {
   if (!(source instanceof ImageSource)) {
     return { source: input, kind: source.kind, metadata: await scan(source, options.signal) };
   }

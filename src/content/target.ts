@@ -6,6 +6,8 @@ export interface ProgressEvent {
   /** What moves: a layer, config or manifest descriptor (digest may be unknown while ingesting). */
   mediaType: string;
   digest?: string;
+  /** Names the blob while its digest is not known yet (a layer being compressed). */
+  id?: string;
   /** Bytes moved so far and the total where known. */
   bytes: number;
   total?: number;
@@ -24,6 +26,8 @@ export interface ReadOnlyStore {
   readonly name: string;
   fetch(desc: Descriptor, options?: TransferOptions): Promise<Readable>;
   exists(desc: Descriptor, options?: TransferOptions): Promise<boolean>;
+  /** Releases connections; a store with nothing to release has no close. */
+  close?(): Promise<void>;
 }
 
 /** Writes blobs and manifests. */

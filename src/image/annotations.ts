@@ -54,7 +54,12 @@ export interface ImageAnnotations {
 
 function criuVersionNumber(meta: CheckpointMetadata, host: HostInfo | undefined): string {
   const version = meta.criu.version ?? host?.criuVersion;
-  return version ? String(parseCriuVersion(version)) : '';
+  try {
+    return version ? String(parseCriuVersion(version)) : '';
+  } catch {
+    // A version CRIU never printed (a local build's suffix) is recorded as unknown, not fatal.
+    return '';
+  }
 }
 
 /** The complete org.criu.checkpoint.* set: every key, empty where the value is unknown. */

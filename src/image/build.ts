@@ -60,7 +60,8 @@ async function writeLayers(
   const compression = options.compression ?? 'zstd';
   const transfer: TransferOptions = { signal: options.signal, onProgress: options.onProgress };
   const maxLayerBytes = options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
-  const newLayer = (role: LayerRole) => new LayerWriter(role, target, compression, options.level, transfer);
+  let count = 0;
+  const newLayer = (role: LayerRole) => new LayerWriter(role, `layer ${++count} (${role})`, target, compression, options.level, transfer);
   const metadata = newLayer('metadata');
   const pages: LayerWriter[] = [];
   let rootfs: LayerWriter | undefined;

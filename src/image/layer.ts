@@ -34,8 +34,17 @@ export class LayerWriter {
   readonly #diff = new DigestStream();
   readonly #stored: Promise<Descriptor>;
 
-  constructor(role: LayerRole, store: Store, compression: Compression, level: number | undefined, options: TransferOptions) {
+  constructor(
+    role: LayerRole,
+    id: string,
+    store: Store,
+    compression: Compression,
+    level: number | undefined,
+    options: TransferOptions,
+  ) {
     this.role = role;
+    const report = options.onProgress;
+    if (report) options = { ...options, onProgress: (event) => report({ ...event, id }) };
     // pipeline() carries a failure at either end through every stage, so nothing waits forever.
     const compressed = pipeline(this.#pack as unknown as Readable, this.#diff, compressor(compression, level), () => undefined);
     this.#stored = store.ingest(LAYER_MEDIA_TYPE[compression], compressed, options);

@@ -19,6 +19,10 @@ export class ImageSource implements CheckpointSource {
     readonly layers: Descriptor[] = image.manifest.layers,
   ) {}
 
+  async close(): Promise<void> {
+    await this.target.close?.();
+  }
+
   async *entries(signal?: AbortSignal): AsyncGenerator<SourceEntry> {
     for (const layer of this.layers) {
       const compression = layerCompression(layer.mediaType);

@@ -1,65 +1,71 @@
 import type { Command } from 'commander';
+import type { Compat } from '../../image/annotations.js';
+import type { Compression } from '../../compress/codec.js';
 import { bytes } from '../format.js';
 import { annotationOption, compatOption, compressionOption, integerOption, sizeOption } from '../options.js';
+import { type OutputFlags, addOutputFlags, printResult, progressFor } from '../output.js';
+import { type RegistryFlags, addRegistryFlags, registryAccess } from '../registry-flags.js';
 
-interface BuildFlags {
-  compression: 'zstd' | 'gzip' | 'none';
+export interface BuildFlags extends OutputFlags, RegistryFlags {
+  compression: Compression;
   level?: number;
-  compat: 'auto' | 'crio' | 'podman' | 'containerd' | 'all';
+  compat: Compat;
   annotation?: Record<string, string>;
   hostInfo: boolean;
   maxLayerSize?: number;
-  json?: boolean;
-  quiet?: boolean;
+  concurrency?: number;
+}
+
+/** The image-making flags, shared by build and push. */
+export function addImageFlags(command: Command): Command {
+  return command
+    .option('--compression <kind>', 'layer compression: zstd, gzip or none', compressionOption, 'zstd')
+    .option('--level <n>', 'compression level (zstd 1-19, default 3; gzip 1-9, default 6)', integerOption)
+    .option('--compat <runtimes>', "annotation families: auto (the checkpoint's engine), crio, podman, containerd or all", compatOption, 'auto')
+    .option('--annotation <key=value>', 'add a manifest annotation (repeatable)', annotationOption)
+    .option('--no-host-info', "do not record this node's CRIU, kernel, cgroup and distribution versions")
+    .option('--max-layer-size <size>', 'upper bound of a memory-pages layer (default 256MiB)', sizeOption);
+}
+
+export async function buildOptions(flags: BuildFlags, signal: AbortSignal) {
+  return {
+    ...(await registryAccess(flags)),
+    compression: flags.compression,
+    level: flags.level,
+    compat: flags.compat,
+    annotations: flags.annotation,
+    hostInfo: flags.hostInfo,
+    maxLayerBytes: flags.maxLayerSize,
+    concurrency: flags.concurrency,
+    signal,
+  };
 }
 
 export function registerBuild(cli: Command, signal: AbortSignal): void {
-  cli
+  const command = cli
     .command('build')
     .description('Build a checkpoint image from a checkpoint archive, directory, raw CRIU dump or checkpoint image')
-    .argument('<source>', 'checkpoint .tar/.tar.gz/.tar.zst, checkpoint or criu dump directory, or oci:DIR:TAG')
-    .argument('<destination>', 'oci:DIR[:TAG] (tag defaults to latest)')
-    .option('--compression <kind>', 'layer compression: zstd, gzip or none', compressionOption, 'zstd')
-    .option('--level <n>', 'compression level (zstd 1-19, default 3; gzip 1-9, default 6)', integerOption)
-    .option('--compat <runtimes>', 'annotation families: auto (the checkpoint\'s engine), crio, podman, containerd or all', compatOption, 'auto')
-    .option('--annotation <key=value>', 'add a manifest annotation (repeatable)', annotationOption)
-    .option('--no-host-info', 'do not record this node\'s CRIU, kernel, cgroup and distribution versions')
-    .option('--max-layer-size <size>', 'upper bound of a memory-pages layer (default 256MiB)', sizeOption)
-    .option('--json', 'print the result as JSON')
-    .option('-q, --quiet', 'print only the digest')
-    .action(async (source: string, destination: string, flags: BuildFlags) => {
-      const { build } = await import('../../commands/build.js');
-      const result = await build(source, destination, {
-        compression: flags.compression,
-        level: flags.level,
-        compat: flags.compat,
-        annotations: flags.annotation,
-        hostInfo: flags.hostInfo,
-        maxLayerBytes: flags.maxLayerSize,
-        signal,
-      });
-      const size = result.layers.reduce((sum, l) => sum + l.desc.size, 0);
-      if (flags.json) {
-        process.stdout.write(
-          `${JSON.stringify(
-            {
-              reference: result.reference,
-              digest: result.descriptor.digest,
-              mediaType: result.descriptor.mediaType,
-              manifest: result.manifest.digest,
-              layers: result.layers.map((l) => ({ role: l.role, ...l.desc })),
-              size,
-            },
-            null,
-            2,
-          )}\n`,
-        );
-      } else if (flags.quiet) {
-        process.stdout.write(`${result.descriptor.digest}\n`);
-      } else {
-        process.stdout.write(
-          `${result.reference} ${result.descriptor.digest} (${result.layers.length} layers, ${bytes(size)} ${flags.compression})\n`,
-        );
-      }
-    });
+    .argument('<source>', 'checkpoint .tar/.tar.gz/.tar.zst, checkpoint or criu dump directory, oci:DIR:TAG or a registry image')
+    .argument('<destination>', 'oci:DIR[:TAG] or HOST[:PORT]/REPO[:TAG] (tag defaults to latest)');
+  addOutputFlags(addRegistryFlags(addImageFlags(command))).action(async (source: string, destination: string, flags: BuildFlags) => {
+    const { build } = await import('../../commands/build.js');
+    const progress = progressFor('Building', flags);
+    const result = await build(source, destination, { ...(await buildOptions(flags, signal)), onProgress: progress.onProgress }).finally(
+      progress.finish,
+    );
+    const size = result.layers.reduce((sum, l) => sum + l.desc.size, 0);
+    printResult(
+      flags,
+      {
+        reference: result.reference,
+        digest: result.descriptor.digest,
+        mediaType: result.descriptor.mediaType,
+        manifest: result.manifest.digest,
+        layers: result.layers.map((l) => ({ role: l.role, ...l.desc })),
+        size,
+      },
+      result.descriptor.digest,
+      `${result.reference} ${result.descriptor.digest} (${result.layers.length} layers, ${bytes(size)} ${flags.compression})`,
+    );
+  });
 }

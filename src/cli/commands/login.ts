@@ -1,0 +1,29 @@
+import type { Command } from 'commander';
+import { CkptError } from '../../errors.js';
+import { type RegistryFlags, addRegistryFlags, registryAccess } from '../registry-flags.js';
+
+export function registerLogin(cli: Command, signal: AbortSignal): void {
+  const login = cli
+    .command('login')
+    .description('Check credentials against a registry and store them in the containers auth file (like podman login)')
+    .argument('<registry>', 'HOST[:PORT]');
+  addRegistryFlags(login).action(async (registry: string, flags: RegistryFlags) => {
+    const commands = await import('../../commands/login.js');
+    const access = await registryAccess(flags);
+    if (!access.credentials) throw new CkptError('USAGE', 'login needs --username with --password-stdin, or --creds');
+    const file = await commands.login(registry, { ...access, ...access.credentials, authFile: flags.authfile, signal });
+    process.stderr.write(`Login succeeded; credentials stored in ${file}\n`);
+  });
+
+  cli
+    .command('logout')
+    .description('Remove the stored credentials of a registry from the containers auth file')
+    .argument('<registry>', 'HOST[:PORT]')
+    .option('--authfile <file>', 'auth file to change')
+    .action(async (registry: string, flags: { authfile?: string }) => {
+      const { logout } = await import('../../commands/login.js');
+      const removed = await logout(registry, { authFile: flags.authfile ?? process.env.REGISTRY_AUTH_FILE });
+      if (!removed) throw new CkptError('NOT_FOUND', 'not logged in', { subject: registry });
+      process.stderr.write(`Removed login credentials for ${registry}\n`);
+    });
+}

@@ -1,0 +1,29 @@
+import type { Command } from 'commander';
+import { bytes } from '../format.js';
+import { integerOption } from '../options.js';
+import { addOutputFlags, printResult, progressFor } from '../output.js';
+import { addRegistryFlags } from '../registry-flags.js';
+import { type BuildFlags, addImageFlags, buildOptions } from './build.js';
+
+export function registerPush(cli: Command, signal: AbortSignal): void {
+  const command = cli
+    .command('push')
+    .description('Push a checkpoint to a registry: archives and directories are built on the way, checkpoint images copied as they are')
+    .argument('<source>', 'checkpoint archive, checkpoint or criu dump directory, or checkpoint image (oci:DIR:TAG, registry)')
+    .argument('<destination>', 'HOST[:PORT]/REPO[:TAG] (or oci:DIR[:TAG])')
+    .option('--concurrency <n>', 'blobs moved at once (default 4)', integerOption);
+  addOutputFlags(addRegistryFlags(addImageFlags(command))).action(async (source: string, destination: string, flags: BuildFlags) => {
+    const { push } = await import('../../commands/push.js');
+    const progress = progressFor('Pushing', flags);
+    const result = await push(source, destination, { ...(await buildOptions(flags, signal)), onProgress: progress.onProgress }).finally(
+      progress.finish,
+    );
+    const size = result.layers.reduce((sum, l) => sum + l.size, 0);
+    printResult(
+      flags,
+      { reference: result.reference, digest: result.descriptor.digest, mediaType: result.descriptor.mediaType, built: result.built, layers: result.layers, size },
+      result.descriptor.digest,
+      `${result.reference} ${result.descriptor.digest} (${result.layers.length} layers, ${bytes(size)})`,
+    );
+  });
+}

@@ -1,0 +1,28 @@
+import type { Command } from 'commander';
+import { progressReporter, type ProgressReporter } from './progress.js';
+
+export interface OutputFlags {
+  json?: boolean;
+  quiet?: boolean;
+  progress?: boolean;
+}
+
+export function addOutputFlags(command: Command): Command {
+  return command
+    .option('--json', 'print the result as JSON')
+    .option('-q, --quiet', 'print only the digest')
+    .option('--progress', 'show progress even when stderr is not a terminal');
+}
+
+/** Progress is drawn on a terminal, or when asked for; never with -q or --json unless asked. */
+export function progressFor(verb: string, flags: OutputFlags): ProgressReporter {
+  const wanted = flags.progress ?? (process.stderr.isTTY === true && !flags.quiet && !flags.json);
+  return progressReporter(verb, wanted);
+}
+
+/** Data on stdout: the JSON result, the digest alone, or one human line. */
+export function printResult(flags: OutputFlags, json: unknown, digest: string, human: string): void {
+  if (flags.json) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+  else if (flags.quiet) process.stdout.write(`${digest}\n`);
+  else process.stdout.write(`${human}\n`);
+}

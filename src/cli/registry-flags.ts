@@ -1,0 +1,64 @@
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { CkptError } from '../errors.js';
+import type { RegistryAccess } from '../target/open.js';
+
+/** Flags for reaching a registry, built once and added to every command that talks to one. */
+export interface RegistryFlags {
+  creds?: string;
+  username?: string;
+  passwordStdin?: boolean;
+  authfile?: string;
+  caFile?: string[];
+  plainHttp?: boolean;
+  tlsVerify?: boolean;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function bool(value: string): boolean {
+  if (value === 'true') return true;
+  if (value === 'false') return false;
+  throw new InvalidArgumentError('expected true or false');
+}
+
+export function addRegistryFlags(command: Command): Command {
+  return command
+    .option('--creds <user:password>', 'registry credentials (instead of those stored by login, Podman or Docker)')
+    .option('-u, --username <user>', 'registry user name; the password is read from stdin (--password-stdin)')
+    .option('--password-stdin', 'read the registry password from standard input')
+    .addOption(new Option('--authfile <file>', 'auth file to read credentials from').env('REGISTRY_AUTH_FILE'))
+    .option('--ca-file <file>', 'extra CA certificate to trust (repeatable)', collect)
+    .option('--plain-http', 'talk plain HTTP to the registry (loopback hosts and registries.conf insecure entries may anyway)')
+    .option('--tls-verify <bool>', 'verify TLS certificates', bool, true);
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+/** Turns the flags into the library's options; conflicting flags are refused with a sentence. */
+export async function registryAccess(flags: RegistryFlags): Promise<RegistryAccess> {
+  if (flags.creds && (flags.username || flags.passwordStdin)) {
+    throw new CkptError('USAGE', '--creds and --username/--password-stdin cannot be used together');
+  }
+  let credentials: RegistryAccess['credentials'];
+  if (flags.creds) {
+    const colon = flags.creds.indexOf(':');
+    if (colon <= 0) throw new CkptError('USAGE', '--creds takes USER:PASSWORD');
+    credentials = { username: flags.creds.slice(0, colon), password: flags.creds.slice(colon + 1) };
+  } else if (flags.username || flags.passwordStdin) {
+    if (!flags.username || !flags.passwordStdin) throw new CkptError('USAGE', '--username and --password-stdin go together');
+    credentials = { username: flags.username, password: await readStdin() };
+  }
+  return {
+    credentials,
+    authFile: flags.authfile,
+    caFiles: flags.caFile,
+    plainHttp: flags.plainHttp,
+    tlsVerify: flags.tlsVerify,
+  };
+}

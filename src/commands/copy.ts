@@ -1,0 +1,52 @@
+import { copyGraph } from '../content/copy.js';
+import { CkptError } from '../errors.js';
+import type { Descriptor } from '../oci/schemas.js';
+import { formatReference, parseReference, referenceSelector } from '../reference.js';
+import type { TransferOptions } from '../content/target.js';
+import { type RegistryAccess, openTarget } from '../target/open.js';
+
+export interface CopyOptions extends RegistryAccess {
+  /** Access for the source where it differs (its credentials, CAs). */
+  source?: RegistryAccess;
+  concurrency?: number;
+  signal?: AbortSignal;
+  onProgress?: TransferOptions['onProgress'];
+}
+
+export interface CopyResult {
+  source: string;
+  reference: string;
+  descriptor: Descriptor;
+}
+
+/**
+ * Copies an image (with every platform of an index) between any two places — registry to
+ * registry, layout to registry and back — keeping every digest. Blobs already at the destination
+ * are skipped and blobs in another repository of the same registry are mounted.
+ */
+export async function copy(sourceInput: string, destination: string, options: CopyOptions = {}): Promise<CopyResult> {
+  const srcRef = parseReference(sourceInput);
+  const dstRef = parseReference(destination);
+  const src = await openTarget(srcRef, { ...options, ...options.source });
+  try {
+    const root = await src.resolve(referenceSelector(srcRef), options);
+    if (dstRef.digest && dstRef.digest !== root.digest) {
+      throw new CkptError('INVALID_REFERENCE', `the source is ${root.digest}, not ${dstRef.digest}`, { subject: destination });
+    }
+    const dst = await openTarget(dstRef, { ...options, create: true });
+    try {
+      await copyGraph(src, dst, root, options);
+      const tag = dstRef.digest ? undefined : (dstRef.tag ?? srcRef.tag ?? 'latest');
+      if (tag) await dst.tag(root, tag, options);
+      return {
+        source: formatReference(srcRef),
+        reference: formatReference(tag ? { ...dstRef, tag } : { ...dstRef, digest: root.digest }),
+        descriptor: root,
+      };
+    } finally {
+      await dst.close?.();
+    }
+  } finally {
+    await src.close?.();
+  }
+}

@@ -1,0 +1,40 @@
+import { CkptError } from '../errors.js';
+import { parseRegistryReference } from '../reference.js';
+import { type AuthFileOptions, removeCredential, storeCredential } from '../registry/auth-file.js';
+import { RegistryClient } from '../registry/client.js';
+import { type RegistryAccess, registryOptions } from '../target/open.js';
+
+export interface LoginOptions extends Omit<RegistryAccess, 'credentials' | 'authFile'>, AuthFileOptions {
+  username: string;
+  password: string;
+  signal?: AbortSignal;
+}
+
+/** The registry host of `host[:port]` or of a full reference (`host/repo:tag`). */
+function registryOf(input: string): string {
+  return parseRegistryReference(input.includes('/') ? input : `${input}/x`).registry;
+}
+
+/**
+ * Checks the credentials against the registry, then stores them in the containers auth file (as
+ * `podman login` does); returns the file written. Nothing is stored when the registry refuses them.
+ */
+export async function login(registryInput: string, options: LoginOptions): Promise<string> {
+  const registry = registryOf(registryInput);
+  if (!options.username || !options.password) {
+    throw new CkptError('USAGE', 'login needs a user name and a password', { subject: registry });
+  }
+  const credentials = { username: options.username, password: options.password };
+  const client = new RegistryClient(registry, registryOptions({ ...options, credentials }));
+  try {
+    await client.send({ method: 'GET', url: '/v2/', scopes: [], expect: [200], subject: registry, signal: options.signal }).then((res) => res.body.dump());
+  } finally {
+    await client.close();
+  }
+  return storeCredential(registry, credentials, options);
+}
+
+/** Removes the registry's entry from the containers auth file; false when there was none. */
+export async function logout(registryInput: string, options: AuthFileOptions = {}): Promise<boolean> {
+  return removeCredential(registryOf(registryInput), options);
+}

@@ -1,0 +1,53 @@
+import { openCheckpoint } from '../checkpoint/open.js';
+import { ImageSource } from '../checkpoint/sources/image.js';
+import { copyGraph } from '../content/copy.js';
+import { CkptError } from '../errors.js';
+import { type BuildImageOptions, buildImage } from '../image/build.js';
+import { CHECKPOINT_ARTIFACT_TYPE } from '../oci/mediatypes.js';
+import type { Descriptor } from '../oci/schemas.js';
+import { formatReference, parseReference } from '../reference.js';
+import { type OpenTargetOptions, openTarget } from '../target/open.js';
+
+export interface PushOptions extends Omit<BuildImageOptions, 'tag'>, Omit<OpenTargetOptions, 'create'> {
+  /** Blobs moved at once when the source is already a checkpoint image (default 4). */
+  concurrency?: number;
+}
+
+export interface PushResult {
+  reference: string;
+  /** What the tag points to. */
+  descriptor: Descriptor;
+  /** Layers of the pushed image, with their sizes. */
+  layers: Descriptor[];
+  /** True when the source was turned into a checkpoint image on the way; false for a plain copy. */
+  built: boolean;
+}
+
+/**
+ * Puts a checkpoint into a registry (or layout) under a tag. An archive or directory is built
+ * straight into the destination, layer by layer, with no second copy on disk; a checkpoint image
+ * ckpt made is copied as it is, keeping its digests. The tag moves last.
+ */
+export async function push(sourceInput: string, destination: string, options: PushOptions = {}): Promise<PushResult> {
+  const ref = parseReference(destination);
+  if (ref.digest) throw new CkptError('INVALID_REFERENCE', 'a push destination takes a tag, not a digest', { subject: destination });
+  const tag = ref.tag ?? 'latest';
+  const reference = formatReference({ ...ref, tag });
+  const source = await openCheckpoint(sourceInput, options);
+  try {
+    const target = await openTarget(ref, { ...options, create: true });
+    try {
+      if (source instanceof ImageSource && source.image.manifest.artifactType === CHECKPOINT_ARTIFACT_TYPE) {
+        await copyGraph(source.target, target, source.image.root, options);
+        await target.tag(source.image.root, tag, options);
+        return { reference, descriptor: source.image.root, layers: source.image.manifest.layers, built: false };
+      }
+      const result = await buildImage(source, target, { ...options, tag });
+      return { reference, descriptor: result.descriptor, layers: result.layers.map((l) => l.desc), built: true };
+    } finally {
+      await target.close?.();
+    }
+  } finally {
+    await source.close?.();
+  }
+}

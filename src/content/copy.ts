@@ -1,0 +1,57 @@
+import { Readable } from 'node:stream';
+import { CkptError } from '../errors.js';
+import type { Descriptor } from '../oci/schemas.js';
+import { MAX_JSON_BYTES } from './fetch-json.js';
+import { hasSuccessors, successors } from './graph.js';
+import { limiter } from './limit.js';
+import type { ReadOnlyTarget, Target, TransferOptions } from './target.js';
+
+export interface CopyOptions extends TransferOptions {
+  /** Blobs moved at once (default 4). */
+  concurrency?: number;
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Copies everything `root` points to from `src` to `dst`, children before parents: blobs the
+ * destination has are skipped, blobs of another repository on the same registry are mounted, the
+ * rest stream through verified. A manifest is pushed only after all it references, so nothing
+ * ever points at what is missing.
+ */
+export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descriptor, options: CopyOptions = {}): Promise<void> {
+  const run = limiter(options.concurrency ?? 4);
+  const started = new Map<string, Promise<void>>();
+  const transfer: TransferOptions = { signal: options.signal, onProgress: options.onProgress };
+
+  const copyBlob = async (desc: Descriptor) => {
+    if (await dst.exists(desc, transfer)) {
+      options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'skipped' });
+      return;
+    }
+    if (dst.mount && (await dst.mount(desc, src, transfer))) return;
+    await dst.push(desc, await src.fetch(desc, transfer), transfer);
+  };
+
+  const copyNode = (desc: Descriptor): Promise<void> => {
+    let done = started.get(desc.digest);
+    if (done) return done;
+    done = (async () => {
+      if (!hasSuccessors(desc)) return run(() => copyBlob(desc));
+      if (desc.size > MAX_JSON_BYTES) {
+        throw new CkptError('INVALID_MANIFEST', `${desc.mediaType} of ${desc.size} bytes is too large`, { subject: src.name });
+      }
+      const bytes = await readAll(await src.fetch(desc, transfer));
+      await Promise.all(successors(desc, bytes, `${src.name}@${desc.digest}`).map(copyNode));
+      if (!(await dst.exists(desc, transfer))) await dst.push(desc, Readable.from([bytes]), transfer);
+    })();
+    started.set(desc.digest, done);
+    return done;
+  };
+
+  await copyNode(root);
+}
