@@ -7,5 +7,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // The CLI caches builds; tests keep theirs out of the user's home.
+    env: { CKPT_CACHE_DIR: new URL('node_modules/.cache/ckpt-test', import.meta.url).pathname },
   },
 });

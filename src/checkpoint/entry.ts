@@ -30,6 +30,11 @@ export interface CheckpointSource {
   readonly name: string;
   readonly kind: 'archive' | 'directory' | 'image';
   entries(signal?: AbortSignal): AsyncGenerator<SourceEntry>;
+  /**
+   * A string that changes whenever the checkpoint's content may have changed (paths, sizes, times,
+   * inodes), for recognising a checkpoint that was already built.
+   */
+  fingerprint(): Promise<string>;
   /** Releases what reading needed (registry connections). */
   close?(): Promise<void>;
 }

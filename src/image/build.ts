@@ -9,6 +9,7 @@ import type { Target, TransferOptions } from '../content/target.js';
 import { Annotation, CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../oci/mediatypes.js';
 import type { Descriptor, ImageConfig, Index, Manifest } from '../oci/schemas.js';
 import { type Compat, CkptAnnotation, imageAnnotations } from './annotations.js';
+import { BuildCache, type CachedBuild } from './cache.js';
 import { LayerWriter, type WrittenLayer } from './layer.js';
 
 export interface BuildImageOptions extends TransferOptions {
@@ -26,6 +27,8 @@ export interface BuildImageOptions extends TransferOptions {
   maxLayerBytes?: number;
   /** Tag to point at the image once every blob is in place. */
   tag?: string;
+  /** Remembers built layers so an unchanged checkpoint is not compressed and sent again. */
+  cache?: BuildCache;
 }
 
 export interface BuildImageResult {
@@ -100,16 +103,14 @@ async function writeLayers(
   }
 }
 
-/**
- * Builds a checkpoint image from any checkpoint source into any target (an OCI layout or a
- * registry): layers first, then the config, the manifest, an index where containerd needs one,
- * and the tag last, so the tag never points at anything incomplete.
- */
-export async function buildImage(source: CheckpointSource, target: Target, options: BuildImageOptions = {}): Promise<BuildImageResult> {
-  const scanner = new CheckpointScanner(source.name);
-  const layers = await writeLayers(source, target, scanner, options);
-  const metadata = interpretScan(await scanner.result(), source.name);
-  const host = options.hostInfo === false ? undefined : await collectHostInfo(metadata.engine, metadata.runtime, options.signal);
+/** Config, manifest, an index where containerd needs one, then the tag: the last steps of a build. */
+async function publish(
+  target: Target,
+  layers: WrittenLayer[],
+  metadata: CheckpointMetadata,
+  host: HostInfo | undefined,
+  options: BuildImageOptions,
+): Promise<BuildImageResult> {
   const annotations = imageAnnotations(metadata, host, options.compat ?? 'auto', options.annotations);
   const created = annotations.manifest[Annotation.created];
   const transfer: TransferOptions = { signal: options.signal, onProgress: options.onProgress };
@@ -144,4 +145,54 @@ export async function buildImage(source: CheckpointSource, target: Target, optio
   }
   if (options.tag) await target.tag(descriptor, options.tag, transfer);
   return { descriptor, manifest: manifestDesc, config: configDesc, layers, metadata, host };
+}
+
+function hostInfo(metadata: CheckpointMetadata, options: BuildImageOptions): Promise<HostInfo | undefined> {
+  return options.hostInfo === false ? Promise.resolve(undefined) : collectHostInfo(metadata.engine, metadata.runtime, options.signal);
+}
+
+/** A cached build still holds when this node reports the same facts and the target has every layer. */
+async function reusable(cached: CachedBuild, target: Target, options: BuildImageOptions): Promise<HostInfo | undefined | false> {
+  const host = await hostInfo(cached.metadata, options);
+  if (JSON.stringify(host) !== JSON.stringify(cached.host)) return false;
+  const present = await Promise.all(cached.layers.map((l) => target.exists(l.desc, { signal: options.signal })));
+  if (!present.every(Boolean)) return false;
+  for (const l of cached.layers) {
+    options.onProgress?.({ mediaType: l.desc.mediaType, digest: l.desc.digest, bytes: l.desc.size, total: l.desc.size, state: 'skipped' });
+  }
+  return host;
+}
+
+/**
+ * Builds a checkpoint image from any checkpoint source into any target (an OCI layout or a
+ * registry): layers first, then the config, the manifest, an index where containerd needs one,
+ * and the tag last, so the tag never points at anything incomplete. With a cache, a checkpoint
+ * built before whose layers the target already has is not read again.
+ */
+export async function buildImage(source: CheckpointSource, target: Target, options: BuildImageOptions = {}): Promise<BuildImageResult> {
+  const { cache } = options;
+  const key = cache
+    ? BuildCache.key({
+        format: 1,
+        source: await source.fingerprint(),
+        compression: options.compression ?? 'zstd',
+        level: options.level,
+        compat: options.compat ?? 'auto',
+        annotations: options.annotations,
+        hostInfo: options.hostInfo !== false,
+        maxLayerBytes: options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES,
+      })
+    : undefined;
+  const cached = cache && key ? await cache.get(key) : undefined;
+  if (cached) {
+    const host = await reusable(cached, target, options);
+    if (host !== false) return publish(target, cached.layers, cached.metadata, host, options);
+  }
+  const scanner = new CheckpointScanner(source.name);
+  const layers = await writeLayers(source, target, scanner, options);
+  const metadata = interpretScan(await scanner.result(), source.name);
+  const host = await hostInfo(metadata, options);
+  const result = await publish(target, layers, metadata, host, options);
+  if (cache && key) await cache.put(key, { layers, metadata, host });
+  return result;
 }

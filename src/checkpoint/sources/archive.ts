@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, realpath, stat } from 'node:fs/promises';
 import type { CheckpointSource, SourceEntry } from '../entry.js';
 import { type Compression, decompressor, detectCompression } from '../../compress/codec.js';
 import { CkptError, fromSystemError } from '../../errors.js';
@@ -28,6 +28,12 @@ export async function sniffCompression(path: string): Promise<Compression> {
   }
 }
 
+/** Where a file is and which version of it this is: changes whenever the file is rewritten. */
+async function fileIdentity(path: string): Promise<string> {
+  const info = await stat(path, { bigint: true });
+  return `${await realpath(path)} ${info.dev}:${info.ino} ${info.size} ${info.mtimeNs} ${info.ctimeNs}`;
+}
+
 /** A checkpoint archive (`.tar`, `.tar.gz`, `.tar.zst`, whatever its name), read as one stream. */
 export class ArchiveSource implements CheckpointSource {
   readonly kind = 'archive';
@@ -39,6 +45,10 @@ export class ArchiveSource implements CheckpointSource {
 
   static async open(path: string): Promise<ArchiveSource> {
     return new ArchiveSource(path, await sniffCompression(path));
+  }
+
+  async fingerprint(): Promise<string> {
+    return fileIdentity(this.name);
   }
 
   async *entries(signal?: AbortSignal): AsyncGenerator<SourceEntry> {

@@ -1,4 +1,5 @@
-import { lstat, opendir, readlink } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { lstat, opendir, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CheckpointSource, SourceEntry, TreeEntry } from '../entry.js';
 import { fromSystemError } from '../../errors.js';
@@ -13,6 +14,16 @@ export class DirectorySource implements CheckpointSource {
   readonly kind = 'directory';
 
   constructor(readonly name: string) {}
+
+  /** Every entry's path, size, times and inode: cheap next to reading the pages. */
+  async fingerprint(): Promise<string> {
+    const hash = createHash('sha256').update(await realpath(this.name));
+    for await (const { entry } of this.entries()) {
+      const info = await lstat(join(this.name, entry.path), { bigint: true });
+      hash.update(`\n${entry.path} ${info.ino} ${info.size} ${info.mtimeNs} ${info.ctimeNs} ${info.mode} ${info.uid} ${info.gid}`);
+    }
+    return `dir ${hash.digest('hex')}`;
+  }
 
   entries(signal?: AbortSignal): AsyncGenerator<SourceEntry> {
     return this.#walk('', signal);

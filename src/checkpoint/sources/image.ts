@@ -19,6 +19,10 @@ export class ImageSource implements CheckpointSource {
     readonly layers: Descriptor[] = image.manifest.layers,
   ) {}
 
+  async fingerprint(): Promise<string> {
+    return `image ${this.image.manifestDesc.digest} ${this.layers.map((l) => l.digest).join(',')}`;
+  }
+
   async close(): Promise<void> {
     await this.target.close?.();
   }

@@ -14,6 +14,7 @@ export interface BuildFlags extends OutputFlags, RegistryFlags {
   hostInfo: boolean;
   maxLayerSize?: number;
   concurrency?: number;
+  cache: boolean;
 }
 
 /** The image-making flags, shared by build and push. */
@@ -24,11 +25,14 @@ export function addImageFlags(command: Command): Command {
     .option('--compat <runtimes>', "annotation families: auto (the checkpoint's engine), crio, podman, containerd or all", compatOption, 'auto')
     .option('--annotation <key=value>', 'add a manifest annotation (repeatable)', annotationOption)
     .option('--no-host-info', "do not record this node's CRIU, kernel, cgroup and distribution versions")
-    .option('--max-layer-size <size>', 'upper bound of a memory-pages layer (default 256MiB)', sizeOption);
+    .option('--max-layer-size <size>', 'upper bound of a memory-pages layer (default 256MiB)', sizeOption)
+    .option('--no-cache', 'build every layer even when this checkpoint was built before (cache: $CKPT_CACHE_DIR or ~/.cache/ckpt)');
 }
 
 export async function buildOptions(flags: BuildFlags, signal: AbortSignal) {
+  const { BuildCache } = await import('../../image/cache.js');
   return {
+    cache: flags.cache ? new BuildCache() : undefined,
     ...(await registryAccess(flags)),
     compression: flags.compression,
     level: flags.level,

@@ -1,0 +1,159 @@
+import { copyFile, readFile, truncate, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_USERS, type RegistryServer, startRegistry } from '../helpers/registry.js';
+import { ckpt, fixture, tempDir } from '../helpers/tree.js';
+
+const [USER, PASSWORD] = Object.entries(DEFAULT_USERS)[0] as [string, string];
+
+function skopeo(...args: string[]) {
+  return execa('skopeo', args, { reject: false });
+}
+
+describe('push, copy and inspect against a real registry', () => {
+  let registry: RegistryServer;
+  let pushed: { digest: string; layers: Array<{ digest: string; size: number }>; built: boolean };
+  beforeAll(async () => {
+    registry = await startRegistry();
+    const run = await ckpt(['push', fixture('podman-counter.tar'), `${registry.host}/ckpt/counter:v1`, '--json']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    pushed = JSON.parse(run.stdout) as typeof pushed;
+  });
+  afterAll(() => registry.stop());
+
+  it('skopeo reads what ckpt push wrote, with the same digest', async () => {
+    expect(pushed.built).toBe(true);
+    const { stdout } = await skopeo('inspect', '--tls-verify=false', '--raw', `docker://${registry.host}/ckpt/counter:v1`);
+    const { stdout: digest } = await execa('sh', ['-c', `skopeo inspect --tls-verify=false --format '{{.Digest}}' docker://${registry.host}/ckpt/counter:v1`]);
+    expect(digest.trim()).toBe(pushed.digest);
+    expect(JSON.parse(stdout)).toMatchObject({ artifactType: 'application/vnd.ckpt.checkpoint.v1' });
+    const layout = join(await tempDir(), 'layout');
+    const copied = await skopeo('copy', '--src-tls-verify=false', `docker://${registry.host}/ckpt/counter:v1`, `oci:${layout}:v1`);
+    expect(copied.exitCode, copied.stderr).toBe(0);
+    const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+    expect(index.manifests[0]?.digest).toBe(pushed.digest);
+  });
+
+  it('pushing the same checkpoint again sends no layer', async () => {
+    const again = await ckpt(['push', fixture('podman-counter.tar'), `${registry.host}/ckpt/counter:v1`, '--progress', '--json']);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(JSON.parse(again.stdout)).toMatchObject({ digest: pushed.digest });
+    for (const layer of pushed.layers) expect(again.stderr).not.toContain(`done ${layer.digest}`);
+    const image = await ckpt(['push', `${registry.host}/ckpt/counter:v1`, `${registry.host}/ckpt/counter:again`, '--progress']);
+    expect(image.exitCode, image.stderr).toBe(0);
+    expect(image.stdout).toContain(pushed.digest);
+    for (const layer of pushed.layers) expect(image.stderr).toContain(`skipped ${layer.digest}`);
+  });
+
+  it('copy to another repository mounts the blobs and keeps the digest', async () => {
+    const run = await ckpt(['copy', `${registry.host}/ckpt/counter:v1`, `${registry.host}/promoted/counter:prod`, '--progress']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    for (const layer of pushed.layers) expect(run.stderr).toContain(`mounted ${layer.digest}`);
+    expect(run.stdout).toContain(pushed.digest);
+  });
+
+  it('copy to a layout and back to the registry keeps the digest', async () => {
+    const layout = join(await tempDir(), 'layout');
+    expect((await ckpt(['copy', `${registry.host}/ckpt/counter:v1`, `oci:${layout}:v1`])).exitCode).toBe(0);
+    const back = await ckpt(['copy', `oci:${layout}:v1`, `${registry.host}/roundtrip/counter:v1`, '-q']);
+    expect(back.stdout.trim()).toBe(pushed.digest);
+  });
+
+  it('inspect reads the manifest and the metadata layer only', async () => {
+    const run = await ckpt(['inspect', `${registry.host}/ckpt/counter:v1`, '--verbose', '--json']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout) as { fetchedBytes: number; metadata: { container: { name: string }; memory: { bytes: number } } };
+    expect(result.metadata.container.name).toBe('counter');
+    expect(result.metadata.memory.bytes).toBe(1052672);
+    const pages = pushed.layers[1]?.size ?? 0;
+    expect(result.fetchedBytes).toBeLessThan(pages);
+    expect(run.stderr).toMatch(/^Fetched .* of .* in layers$/m);
+  });
+
+  it('podman pull accepts the image', async () => {
+    const store = await tempDir('ckpt-podman-');
+    const podman = (...args: string[]) =>
+      execa('podman', ['--root', join(store, 'root'), '--runroot', join(store, 'run'), '--storage-driver', 'vfs', ...args], { reject: false });
+    const pulled = await podman('pull', '--tls-verify=false', `${registry.host}/ckpt/counter:v1`);
+    expect(pulled.exitCode, pulled.stderr).toBe(0);
+    const inspected = await podman('image', 'inspect', `${registry.host}/ckpt/counter:v1`);
+    expect(JSON.parse(inspected.stdout)[0].Annotations).toMatchObject({ 'io.podman.annotations.checkpoint.name': 'counter' });
+  });
+
+  it('an unknown tag, an unknown repository and a bad reference fail clearly', async () => {
+    const tag = await ckpt(['inspect', `${registry.host}/ckpt/counter:nope`]);
+    expect(tag.exitCode).toBe(4);
+    expect(tag.stderr).toMatch(/^ckpt: .*counter.*nope.*/);
+    const repo = await ckpt(['copy', `${registry.host}/missing/repo:v1`, `oci:${await tempDir()}/x:v1`]);
+    expect(repo.exitCode).toBe(4);
+    const bad = await ckpt(['push', fixture('crio-counter.tar'), `${registry.host}/Bad_Repo:v1`]);
+    expect(bad.exitCode).toBe(2);
+  });
+
+  it('a push that fails moves no tag', async () => {
+    const broken = join(await tempDir(), 'broken.tar');
+    await copyFile(fixture('crio-counter.tar'), broken);
+    await truncate(broken, 150_000);
+    const run = await ckpt(['push', broken, `${registry.host}/ckpt/counter:v1`]);
+    expect(run.exitCode).toBe(3);
+    const { stdout } = await execa('sh', ['-c', `skopeo inspect --tls-verify=false --format '{{.Digest}}' docker://${registry.host}/ckpt/counter:v1`]);
+    expect(stdout.trim()).toBe(pushed.digest);
+  });
+});
+
+describe('authentication and TLS', () => {
+  let basic: RegistryServer;
+  let tls: RegistryServer;
+  let token: RegistryServer;
+  beforeAll(async () => {
+    [basic, tls, token] = await Promise.all([
+      startRegistry({ auth: 'htpasswd' }),
+      startRegistry({ tls: true }),
+      startRegistry({ auth: 'token', token: { ttlSeconds: 30 } }),
+    ]);
+  });
+  afterAll(() => Promise.all([basic.stop(), tls.stop(), token.stop()]));
+
+  it('a wrong password is refused with exit 5 and the password never appears', async () => {
+    const run = await ckpt(['push', fixture('crio-counter.tar'), `${basic.host}/ckpt/crio:v1`, '--creds', `${USER}:wrong-secret-123`]);
+    expect(run.exitCode).toBe(5);
+    expect(`${run.stdout}${run.stderr}`).not.toContain('wrong-secret-123');
+    expect(run.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+  });
+
+  it('--creds, then login / logout with the auth file', async () => {
+    const ok = await ckpt(['push', fixture('crio-counter.tar'), `${basic.host}/ckpt/crio:v1`, '--creds', `${USER}:${PASSWORD}`, '-q']);
+    expect(ok.exitCode, ok.stderr).toBe(0);
+    const authFile = join(await tempDir(), 'auth.json');
+    const env = { REGISTRY_AUTH_FILE: authFile };
+    const refused = await ckpt(['login', basic.host, '--username', USER, '--password-stdin'], { input: 'nope', env });
+    expect(refused.exitCode).toBe(5);
+    const login = await ckpt(['login', basic.host, '--username', USER, '--password-stdin'], { input: `${PASSWORD}\n`, env });
+    expect(login.exitCode, login.stderr).toBe(0);
+    expect(JSON.parse(await readFile(authFile, 'utf8'))).toHaveProperty(['auths', basic.host]);
+    const inspected = await ckpt(['inspect', `${basic.host}/ckpt/crio:v1`], { env });
+    expect(inspected.exitCode, inspected.stderr).toBe(0);
+    expect(inspected.stdout).toMatch(/^Engine\s+CRI-O$/m);
+    expect((await ckpt(['logout', basic.host], { env })).exitCode).toBe(0);
+    expect((await ckpt(['inspect', `${basic.host}/ckpt/crio:v1`], { env })).exitCode).toBe(5);
+  });
+
+  it('token auth: a bearer token from the realm', async () => {
+    const run = await ckpt(['push', fixture('containerd-counter.tar'), `${token.host}/ckpt/ctrd:v1`, '--creds', `${USER}:${PASSWORD}`, '-q']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const copy = await ckpt(['copy', `${token.host}/ckpt/ctrd:v1`, `${token.host}/other/ctrd:v1`, '--creds', `${USER}:${PASSWORD}`, '-q']);
+    expect(copy.stdout.trim()).toBe(run.stdout.trim());
+  });
+
+  it('TLS with a custom CA: refused without it, accepted with --ca-file', async () => {
+    const target = `${tls.host}/ckpt/crio:v1`;
+    const without = await ckpt(['push', fixture('crio-counter.tar'), target]);
+    expect(without.exitCode).toBe(6);
+    expect(without.stderr).toMatch(/certificate/i);
+    const caFile = join(await tempDir(), 'ca.crt');
+    await writeFile(caFile, tls.caCert ?? '');
+    const withCa = await ckpt(['push', fixture('crio-counter.tar'), target, '--ca-file', caFile, '-q']);
+    expect(withCa.exitCode, withCa.stderr).toBe(0);
+  });
+});
