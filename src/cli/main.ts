@@ -6,6 +6,7 @@ import { registerBuild } from './commands/build.js';
 import { registerCopy } from './commands/copy.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerLogin } from './commands/login.js';
+import { registerPull } from './commands/pull.js';
 import { registerPush } from './commands/push.js';
 
 const EXIT_CODES_HELP = `
@@ -31,6 +32,7 @@ export function program(signal: AbortSignal): Command {
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
   registerBuild(cli, signal);
   registerPush(cli, signal);
+  registerPull(cli, signal);
   registerCopy(cli, signal);
   registerInspect(cli, signal);
   registerLogin(cli, signal);

@@ -1,0 +1,56 @@
+import { resolveImage } from '../content/resolve-image.js';
+import type { TransferOptions } from '../content/target.js';
+import type { Descriptor, Platform } from '../oci/schemas.js';
+import { formatReference, parseReference, referenceSelector } from '../reference.js';
+import { type RegistryAccess, openTarget } from '../target/open.js';
+import { unpackToArchive } from '../unpack/archive.js';
+import { unpackToDirectory } from '../unpack/directory.js';
+import { copy } from './copy.js';
+
+export interface PullOptions extends RegistryAccess, TransferOptions {
+  /** The platform to pick from an image index (this node's by default). */
+  platform?: Platform;
+  /** Layers fetched at once (default 4). */
+  concurrency?: number;
+}
+
+export interface PullResult {
+  /** The image pulled. */
+  source: string;
+  /** What the reference points to, and the manifest unpacked (the same unless it is an index). */
+  descriptor: Descriptor;
+  manifest: Descriptor;
+  /** Where the checkpoint went, and as what. */
+  destination: string;
+  kind: 'directory' | 'archive' | 'layout';
+}
+
+/**
+ * Brings a checkpoint image to this node: into a directory (the checkpoint tree, mode 0700), into
+ * `NAME.tar` (an uncompressed archive in the kubelet's layout, which CRI-O restores from and
+ * `podman container restore --import` reads), or into `oci:DIR[:TAG]`. Every blob is verified as
+ * it streams; the output appears under its final name only when complete.
+ */
+export async function pull(sourceInput: string, destination: string, options: PullOptions = {}): Promise<PullResult> {
+  const ref = parseReference(sourceInput);
+  if (destination.startsWith('oci:')) {
+    const copied = await copy(sourceInput, destination, options);
+    return { source: copied.source, descriptor: copied.descriptor, manifest: copied.descriptor, destination: copied.reference, kind: 'layout' };
+  }
+  const target = await openTarget(ref, options);
+  try {
+    const image = await resolveImage(target, referenceSelector(ref), options);
+    const archive = destination.endsWith('.tar');
+    const unpack = archive ? unpackToArchive : unpackToDirectory;
+    const result = await unpack(target, image.manifestDesc, destination, options);
+    return {
+      source: formatReference(ref),
+      descriptor: image.root,
+      manifest: image.manifestDesc,
+      destination: result.path,
+      kind: archive ? 'archive' : 'directory',
+    };
+  } finally {
+    await target.close?.();
+  }
+}

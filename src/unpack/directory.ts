@@ -1,0 +1,99 @@
+import { chmod, mkdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import type { ReadOnlyTarget } from '../content/target.js';
+import { fromSystemError } from '../errors.js';
+import type { Descriptor } from '../oci/schemas.js';
+import { DirectoryAttributes, type ExtractStats, extractTar } from '../tar/extract.js';
+import {
+  assertDirectoryFree,
+  assertParentDirectory,
+  commitDirectory,
+  removeQuietly,
+  tempSibling,
+} from './destination.js';
+import { readLayer } from './layer.js';
+import { type NormalisedUnpackOptions, normaliseUnpackOptions, type UnpackOptions } from './options.js';
+import { mapLimited } from './parallel.js';
+import { planUnpack, type UnpackPlan } from './plan.js';
+
+/** A checkpoint tree holds every secret of the process: only its owner may enter it. */
+const TREE_MODE = 0o700;
+
+export interface UnpackResult {
+  /** The output's final path. */
+  path: string;
+  /** The manifest that was unpacked. */
+  manifest: Descriptor;
+  layers: number;
+  /** Entries written (archive) or applied (directory), and bytes of file content. */
+  entries: number;
+  bytes: number;
+}
+
+/**
+ * Unpacks a checkpoint image into the directory `dest` (missing or empty): the checkpoint tree
+ * appears there, mode 0700, only once every layer is extracted and verified; on failure nothing is
+ * left behind.
+ */
+export async function unpackToDirectory(
+  target: ReadOnlyTarget,
+  manifestDesc: Descriptor,
+  dest: string,
+  options: UnpackOptions = {},
+): Promise<UnpackResult> {
+  const opts = normaliseUnpackOptions(options);
+  const path = resolve(dest);
+  await assertDirectoryFree(path);
+  await assertParentDirectory(path);
+  const plan = await planUnpack(target, manifestDesc, opts);
+  const temp = tempSibling(path);
+  try {
+    await mkdir(temp, { mode: TREE_MODE });
+  } catch (err) {
+    throw fromSystemError(err, path, true);
+  }
+  try {
+    const stats = await extractLayers(target, plan, temp, path, opts);
+    await chmod(temp, TREE_MODE);
+    await commitDirectory(temp, path);
+    return {
+      path,
+      manifest: manifestDesc,
+      layers: plan.layers.length,
+      entries: stats.reduce((sum, s) => sum + s.entries, 0),
+      bytes: stats.reduce((sum, s) => sum + s.bytes, 0),
+    };
+  } catch (err) {
+    await removeQuietly(temp);
+    throw fromSystemError(err, path, true);
+  }
+}
+
+/**
+ * Extracts every layer of `plan` into the existing directory `root`. Layers of a ckpt checkpoint
+ * image (`disjoint`) are fetched and extracted `concurrency` at a time, in exclusive mode: they
+ * never hold the same file, and exclusive extraction turns a false promise into an error rather
+ * than a race. Any other image's layers are changesets whose order matters (replacements,
+ * whiteouts), so they stream one after the other, without a second copy on disk; such images are
+ * the one-layer ones Podman and the Kubernetes recipe make, for which order is moot anyway.
+ */
+export async function extractLayers(
+  target: ReadOnlyTarget,
+  plan: UnpackPlan,
+  root: string,
+  destinationName: string,
+  opts: NormalisedUnpackOptions,
+): Promise<ExtractStats[]> {
+  const directories = new DirectoryAttributes();
+  const exclusive = plan.order === 'disjoint';
+  const limit = exclusive ? opts.concurrency : 1;
+  const layers = plan.layers.map((layer, position) => ({ layer, position }));
+  const stats = await mapLimited(layers, limit, opts.signal, ({ layer, position }, signal) =>
+    readLayer(target, layer, { signal, onProgress: opts.onProgress }, (tar) =>
+      extractTar(tar, root, { subject: layer.desc.digest, signal, destinationName, exclusive, directories, position }),
+    ),
+  );
+  // Directory modes and times last: a later layer may still have written into any directory.
+  await directories.apply(root, destinationName);
+  return stats;
+}

@@ -1,0 +1,24 @@
+import type { TransferOptions } from '../content/target.js';
+import { CkptError } from '../errors.js';
+
+export interface UnpackOptions extends TransferOptions {
+  /** Layers fetched at once (default 4). */
+  concurrency?: number;
+}
+
+export interface NormalisedUnpackOptions {
+  concurrency: number;
+  signal: AbortSignal | undefined;
+  onProgress: TransferOptions['onProgress'];
+}
+
+export const DEFAULT_CONCURRENCY = 4;
+
+/** Fills the defaults and checks every option once, before anything is fetched or written. */
+export function normaliseUnpackOptions(options: UnpackOptions): NormalisedUnpackOptions {
+  const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+  if (!Number.isInteger(concurrency) || concurrency < 1) {
+    throw new CkptError('USAGE', `concurrency must be a whole number of at least 1 (got ${concurrency})`);
+  }
+  return { concurrency, signal: options.signal, onProgress: options.onProgress };
+}

@@ -1,0 +1,109 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
+import { type RegistryServer, startRegistry } from '../helpers/registry.js';
+import { ckpt, extractFixture, fixture, tempDir, treeOf } from '../helpers/tree.js';
+
+async function expectSameTree(actual: string, expected: string): Promise<void> {
+  const [a, e] = await Promise.all([treeOf(actual), treeOf(expected)]);
+  expect([...a.keys()]).toEqual([...e.keys()]);
+  for (const [path, item] of e) expect(a.get(path), path).toEqual(item);
+}
+
+async function untar(archive: string): Promise<string> {
+  const dir = await tempDir('ckpt-untar-');
+  await execa('tar', ['-xpf', archive, '-C', dir]);
+  return dir;
+}
+
+describe('ckpt pull', () => {
+  let registry: RegistryServer;
+  let proxy: FaultProxy;
+  let original: string;
+  let digest: string;
+  beforeAll(async () => {
+    registry = await startRegistry();
+    proxy = await startFaultProxy(registry.host);
+    original = await extractFixture('podman-counter.tar.zst');
+    const pushed = await ckpt(['push', fixture('podman-counter.tar.zst'), `${registry.host}/ckpt/counter:v1`, '-q']);
+    expect(pushed.exitCode, pushed.stderr).toBe(0);
+    digest = pushed.stdout.trim();
+  });
+  afterAll(async () => {
+    await proxy.stop();
+    await registry.stop();
+  });
+
+  it('to a directory: the checkpoint tree, readable by its owner only', async () => {
+    const dest = join(await tempDir(), 'counter');
+    const run = await ckpt(['pull', `${registry.host}/ckpt/counter:v1`, dest, '--json']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({ kind: 'directory', descriptor: { digest } });
+    expect((await stat(dest)).mode & 0o777).toBe(0o700);
+    // The top directory is ours (0700); everything in it is as in the checkpoint.
+    const [pulled, expected] = await Promise.all([treeOf(dest), treeOf(original)]);
+    expect(pulled).toEqual(expected);
+  });
+
+  it('to NAME.tar: a kubelet-style archive whose tree equals the checkpoint', async () => {
+    const dest = join(await tempDir(), 'checkpoint.tar');
+    const run = await ckpt(['pull', `${registry.host}/ckpt/counter:v1`, dest]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect((await stat(dest)).mode & 0o777).toBe(0o600);
+    await expectSameTree(await untar(dest), original);
+    const { stdout } = await execa('tar', ['-tf', dest]);
+    expect(stdout.split('\n')).toContain('checkpoint/inventory.img');
+  });
+
+  it('to an OCI layout, with the same digest', async () => {
+    const layout = join(await tempDir(), 'layout');
+    const run = await ckpt(['pull', `${registry.host}/ckpt/counter:v1`, `oci:${layout}:v1`, '-q']);
+    expect(run.stdout.trim()).toBe(digest);
+  });
+
+  it('an image pushed by skopeo (Podman --create-image) pulls into the original tree', async () => {
+    const copied = await execa('skopeo', [
+      'copy',
+      '--dest-tls-verify=false',
+      `oci:${fixture('podman-image-layout')}:counter-ckpt`,
+      `docker://${registry.host}/podman/counter:ckpt`,
+    ]);
+    expect(copied.exitCode).toBe(0);
+    const dest = join(await tempDir(), 'counter');
+    const run = await ckpt(['pull', `${registry.host}/podman/counter:ckpt`, dest]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const bundle = join(await tempDir(), 'bundle');
+    await execa('umoci', ['unpack', '--image', `${fixture('podman-image-layout')}:counter-ckpt`, bundle]);
+    const [pulled, expected] = await Promise.all([treeOf(dest), treeOf(join(bundle, 'rootfs'))]);
+    expect([...pulled.keys()]).toEqual([...expected.keys()]);
+    for (const [path, item] of expected) if (path !== '') expect(pulled.get(path), path).toEqual(item);
+  });
+
+  it('survives a download cut in the middle', async () => {
+    const rule = proxy.add({ method: 'GET', url: /\/blobs\/sha256:/, fault: { kind: 'cut-response', afterBytes: 4096 }, times: 2 });
+    const dest = join(await tempDir(), 'counter');
+    const run = await ckpt(['pull', `${proxy.host}/ckpt/counter:v1`, dest]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(rule.fired).toBeGreaterThan(0);
+    expect(await treeOf(dest)).toEqual(await treeOf(original));
+  });
+
+  it('a corrupted blob fails with exit 7 and leaves nothing behind', async () => {
+    proxy.add({ method: 'GET', url: /\/blobs\/sha256:/, fault: { kind: 'corrupt' }, times: 100 });
+    const parent = await tempDir();
+    const run = await ckpt(['pull', `${proxy.host}/ckpt/counter:v1`, join(parent, 'counter')]);
+    expect(run.exitCode).toBe(7);
+    expect(run.stderr).toMatch(/^ckpt: .*sha256:[a-f0-9]{64}.*digest/);
+    expect(await readdir(parent)).toEqual([]);
+  });
+
+  it('a destination that exists and is not empty is refused', async () => {
+    const dest = await tempDir();
+    await execa('touch', [join(dest, 'precious')]);
+    const run = await ckpt(['pull', `${registry.host}/ckpt/counter:v1`, dest]);
+    expect(run.exitCode).toBe(8);
+    expect(await readdir(dest)).toEqual(['precious']);
+  });
+});
