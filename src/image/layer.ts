@@ -1,6 +1,7 @@
 import { pipeline, type Readable, type Writable } from 'node:stream';
 import { pack, type Pack } from 'tar-stream';
 import type { TreeEntry } from '../checkpoint/entry.js';
+import { tarHeader } from '../tar/header.js';
 import type { LayerRole } from '../checkpoint/scan.js';
 import { type Compression, compressor } from '../compress/codec.js';
 import type { Store, TransferOptions } from '../content/target.js';
@@ -56,18 +57,7 @@ export class LayerWriter {
   async add(entry: TreeEntry, content: Readable | undefined, tap?: Writable): Promise<void> {
     this.entries++;
     this.contentBytes += entry.size;
-    const header = {
-      name: entry.type === 'directory' ? `${entry.path}/` : entry.path,
-      type: entry.type === 'hardlink' ? ('link' as const) : entry.type,
-      mode: entry.mode,
-      uid: entry.uid,
-      gid: entry.gid,
-      uname: entry.uname,
-      gname: entry.gname,
-      mtime: entry.mtime,
-      size: entry.size,
-      linkname: entry.linkname,
-    };
+    const header = tarHeader(entry);
     if (!content) {
       await new Promise<void>((ok, fail) => this.#pack.entry(header, (err) => (err ? fail(err) : ok())));
       return;

@@ -3,9 +3,8 @@ import { type FileHandle, chmod, chown, lchown, link, lstat, lutimes, mkdir, ope
 import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { TreeEntry } from '../checkpoint/entry.js';
-import { extract } from 'tar-stream';
 import { CkptError, fromSystemError } from '../errors.js';
-import { corruptArchive, treeEntry } from './read.js';
+import { corruptArchive, readTar } from './read.js';
 import { safeEntryPath } from './safety.js';
 
 /**
@@ -81,47 +80,15 @@ export async function extractTar(input: Readable, dest: string, options: Extract
   }
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    for await (const { entry, content } of tarEntries(input, options.subject)) {
+    for await (const { entry, open } of readTar(input, options.subject)) {
       if (signal?.aborted) throw aborted(options.subject);
-      await extraction.add(entry, content);
+      await extraction.add(entry, open);
     }
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
   if (!options.directories) await directories.apply(dest, options.destinationName ?? dest);
   return extraction.stats;
-}
-
-/** One entry of a tar stream, its name and link target checked; `content` is set for files only. */
-export interface TarEntry {
-  entry: TreeEntry;
-  content?: AsyncIterable<Buffer>;
-}
-
-/**
- * The checked entries of a tar stream (through readTar's `treeEntry`: names, link targets, no
- * devices or FIFOs), each with tar-stream's own content stream. Content left unread is skipped
- * before the next entry. Unlike readTar's `open()`, the entry's stream is handed out as is: a
- * stream piped onward after the parser has failed would never end, and a pull would hang.
- */
-export async function* tarEntries(input: Readable, subject: string): AsyncGenerator<TarEntry> {
-  const parser = extract();
-  input.on('error', (err) => parser.destroy(err));
-  input.pipe(parser);
-  try {
-    for await (const stream of parser) {
-      const entry = treeEntry(stream.header, subject);
-      // tar-stream hands out Buffers; its types only say unknown.
-      if (entry) yield entry.type === 'file' ? { entry, content: stream as AsyncIterable<Buffer> } : { entry };
-      for await (const skipped of stream) void skipped;
-    }
-  } catch (err) {
-    throw corruptArchive(err, subject);
-  } finally {
-    input.unpipe(parser);
-    parser.destroy();
-    input.destroy();
-  }
 }
 
 interface DirectoryAttrs {
@@ -192,7 +159,8 @@ class Extraction {
     this.#directories = directories;
   }
 
-  async add(entry: TreeEntry, content: AsyncIterable<Buffer> | undefined): Promise<void> {
+  /** Applies one entry; `open` gives a file's content, read only when the file is written. */
+  async add(entry: TreeEntry, open: (() => AsyncIterable<Buffer>) | undefined): Promise<void> {
     const path = entry.path;
     if (depth(path) > MAX_DEPTH) throw this.#unsafe(path, `is nested more than ${MAX_DEPTH} directories deep`);
     this.stats.entries++;
@@ -207,7 +175,7 @@ class Extraction {
           await this.#directory(entry);
           break;
         case 'file':
-          await this.#file(entry, content);
+          await this.#file(entry, open?.());
           break;
         case 'symlink':
           await this.#symlink(entry);

@@ -1,4 +1,5 @@
-import { PassThrough, type Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { extract, type Header } from 'tar-stream';
 import type { SourceEntry, TreeEntry } from '../checkpoint/entry.js';
 import { CkptError } from '../errors.js';
@@ -15,7 +16,7 @@ const TYPES: Partial<Record<NonNullable<Header['type']>, TreeEntry['type']>> = {
 /** Converts a tar header into a checked tree entry; `undefined` for the tree root itself. */
 export function treeEntry(header: Partial<Header> & Pick<Header, 'name'>, subject: string): TreeEntry | undefined {
   const path = safeEntryPath(header.name, subject);
-  const type = header.type ? TYPES[header.type] : 'file';
+  const type = TYPES[header.type ?? 'file'];
   if (!type) {
     throw new CkptError('UNSAFE_PATH', `entry ${JSON.stringify(header.name)} is a ${header.type}, which a checkpoint never holds`, {
       subject,
@@ -46,9 +47,21 @@ export function corruptArchive(err: unknown, subject: string): unknown {
   return new CkptError('CORRUPT_ARCHIVE', `truncated or corrupt archive (${message})`, { subject, cause: err });
 }
 
+/** An entry's bytes, with a parser failure reported as the archive being broken. */
+async function* entryContent(stream: AsyncIterable<unknown>, subject: string): AsyncGenerator<Buffer> {
+  try {
+    // tar-stream hands out Buffers; its types only say unknown.
+    for await (const chunk of stream) yield chunk as Buffer;
+  } catch (err) {
+    throw corruptArchive(err, subject);
+  }
+}
+
 /**
- * Reads a tar stream entry by entry, checking every path. Each entry's content must be consumed
- * (or is skipped) before the next one is read: the archive is never held in memory.
+ * Reads a tar stream entry by entry, checking every path. Each entry's content is read (or
+ * skipped) before the next one: the archive is never held in memory. Content comes from the
+ * entry's own iterator, so a parser that fails at any moment fails the reader too, never leaving
+ * it waiting.
  */
 export async function* readTar(input: Readable, subject: string): AsyncGenerator<SourceEntry> {
   const parser = extract();
@@ -57,38 +70,23 @@ export async function* readTar(input: Readable, subject: string): AsyncGenerator
   try {
     for await (const stream of parser) {
       const entry = treeEntry(stream.header, subject);
-      if (!entry) {
-        stream.resume();
-        continue;
+      let reader: Readable | undefined;
+      if (entry) {
+        yield {
+          entry,
+          open:
+            entry.type === 'file'
+              ? () => {
+                  if (reader) throw new Error(`content of ${entry.path} was already read`);
+                  reader = Readable.from(entryContent(stream, subject), { objectMode: false, highWaterMark: 1 << 20 });
+                  return reader;
+                }
+              : undefined,
+        };
       }
-      let opened = false;
-      let failure: unknown;
-      // Settles once the entry's bytes are read (or it failed), so the parser can move on.
-      const finished = new Promise<void>((done) => {
-        stream.once('end', done).once('close', done);
-        stream.on('error', (err: Error) => {
-          failure ??= corruptArchive(err, subject);
-          done();
-        });
-      });
-      yield {
-        entry,
-        open:
-          entry.type === 'file'
-            ? () => {
-                if (opened) throw new Error(`content of ${entry.path} was already read`);
-                opened = true;
-                // tar-stream's entries are streamx streams; callers get a plain Node.js stream
-                // whose errors say which archive is broken.
-                const out = new PassThrough({ highWaterMark: 1 << 20 });
-                stream.on('error', (err: Error) => out.destroy(corruptArchive(err, subject) as Error));
-                return stream.pipe(out);
-              }
-            : undefined,
-      };
-      if (!opened) stream.resume();
-      await finished;
-      if (failure) throw failure;
+      // The consumer reads the content to its end or fails the whole read; unread content is skipped.
+      if (reader) await finished(reader).catch(() => undefined);
+      else for await (const skipped of stream) void skipped;
     }
   } catch (err) {
     throw corruptArchive(err, subject);

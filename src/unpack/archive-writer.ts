@@ -4,6 +4,7 @@ import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { pack, type Pack } from 'tar-stream';
+import { tarHeader } from '../tar/header.js';
 import type { TreeEntry } from '../checkpoint/entry.js';
 import { CkptError } from '../errors.js';
 import { corruptArchive } from '../tar/read.js';
@@ -79,19 +80,8 @@ async function addEntry(
   subject: string,
   signal: AbortSignal,
 ): Promise<void> {
-  const header = {
-    // The kubelet's archives name directories with a trailing slash, as GNU tar does.
-    name: entry.type === 'directory' ? `${entry.path}/` : entry.path,
-    type: entry.type === 'hardlink' ? ('link' as const) : entry.type,
-    mode: entry.mode,
-    uid: entry.uid,
-    gid: entry.gid,
-    uname: entry.uname,
-    gname: entry.gname,
-    mtime: entry.mtime,
-    size: entry.type === 'file' ? entry.size : 0,
-    linkname: entry.linkname,
-  };
+  const header = tarHeader(entry);
+
   await new Promise<void>((ok, fail) => {
     const sink = tar.entry(header, (err) => (err ? fail(err) : ok()));
     // A sink destroyed below emits its error; the promise already carries it.

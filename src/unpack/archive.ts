@@ -4,7 +4,7 @@ import { DirectorySource } from '../checkpoint/sources/directory.js';
 import type { ReadOnlyTarget } from '../content/target.js';
 import { fromSystemError } from '../errors.js';
 import type { Descriptor } from '../oci/schemas.js';
-import { tarEntries } from '../tar/extract.js';
+import { readTar } from '../tar/read.js';
 import { type AddEntry, writeArchive } from './archive-writer.js';
 import { assertFileFree, assertParentDirectory, commitFile, removeQuietly, tempSibling } from './destination.js';
 import { extractLayers, type UnpackResult } from './directory.js';
@@ -55,8 +55,8 @@ function streamedEntries(target: ReadOnlyTarget, plan: UnpackPlan, opts: Normali
   return async (add: AddEntry, signal: AbortSignal): Promise<void> => {
     for (const layer of plan.layers) {
       await readLayer(target, layer, { signal, onProgress: opts.onProgress }, async (tar) => {
-        for await (const { entry, content } of tarEntries(tar, layer.desc.digest)) {
-          await add(entry, content, layer.desc.digest);
+        for await (const { entry, open } of readTar(tar, layer.desc.digest)) {
+          await add(entry, open?.(), layer.desc.digest);
         }
       });
     }

@@ -34,9 +34,14 @@ export async function extractFixture(name: string): Promise<string> {
   return dir;
 }
 
+/** What a user compares between two checkpoint trees: type, permissions, owner, time and content. */
 export interface TreeItem {
   type: 'file' | 'dir' | 'symlink';
   mode: number;
+  uid: number;
+  gid: number;
+  /** Modification time of files, in whole seconds (tar keeps seconds). */
+  mtime?: number;
   sha256?: string;
   linkname?: string;
 }
@@ -49,14 +54,15 @@ export async function treeOf(root: string): Promise<Map<string, TreeItem>> {
       const path = rel ? `${rel}/${name}` : name;
       const full = join(root, path);
       const info = await lstat(full);
-      const mode = info.mode & 0o7777;
+      const common = { mode: info.mode & 0o7777, uid: info.uid, gid: info.gid };
       if (info.isDirectory()) {
-        items.set(path, { type: 'dir', mode });
+        items.set(path, { type: 'dir', ...common });
         await walk(path);
       } else if (info.isSymbolicLink()) {
-        items.set(path, { type: 'symlink', mode, linkname: await readlink(full) });
+        items.set(path, { type: 'symlink', ...common, linkname: await readlink(full) });
       } else {
-        items.set(path, { type: 'file', mode, sha256: createHash('sha256').update(await readFile(full)).digest('hex') });
+        const sha256 = createHash('sha256').update(await readFile(full)).digest('hex');
+        items.set(path, { type: 'file', ...common, mtime: Math.floor(info.mtimeMs / 1000), sha256 });
       }
     }
   };
