@@ -3,7 +3,7 @@ NODE_BIN := node_modules/.bin
 CKPT := node dist/cli/main.js
 DEMO := demo-layout
 
-.PHONY: deps build lint typecheck schemas check-schemas demo test test-unit test-e2e bench clean
+.PHONY: deps build lint typecheck schemas demo test-deps test test-unit test-e2e e2e-root bench clean
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -32,11 +32,22 @@ demo: build
 test-deps:
 	bash scripts/install-test-deps.sh
 
-# Everything but the end-to-end restores: unit, integration (real registry, skopeo, umoci).
-test-unit: build test-deps lint typecheck
+# Everything but the end-to-end restores: unit and integration tests against a real registry,
+# skopeo, umoci, buildah and podman (installed by test-deps).
+test-unit: build lint typecheck
 	$(NODE_BIN)/vitest run
 
-test: test-unit
+# Real CRIU and Podman in a cached Debian 13 root (test/e2e/README.md); needs root.
+e2e-root:
+	test/e2e/root.sh
+
+test-e2e: build
+	$(NODE_BIN)/vitest run --config vitest.e2e.config.ts
+
+# Every test, after installing what they need; CI runs this.
+test: test-deps
+	$(MAKE) test-unit
+	$(MAKE) test-e2e
 
 clean:
 	rm -rf dist $(DEMO) coverage

@@ -90,6 +90,15 @@ describe('unpackToArchive', () => {
     expect(names.sort()).toEqual(['dir', 'keep']);
   });
 
+  it('refuses a layer cut short (its digest correct) as CORRUPT_ARCHIVE, leaving nothing behind', async () => {
+    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
+      { entries: [{ name: 'a', body: 'x'.repeat(4000) }, { name: 'b', body: 'y' }], truncate: 2048 },
+    ]);
+    const err = await failure(unpackToArchive(layout, manifestDesc, join(work, 'out.tar')));
+    expect(err.code).toBe('CORRUPT_ARCHIVE');
+    expect(await outputs()).toEqual([]);
+  });
+
   it('refuses ckpt layers that overlap, leaving nothing behind', async () => {
     const { layout, manifestDesc } = await buildImage(
       join(work, 'layout'),

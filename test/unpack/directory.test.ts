@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ProgressEvent } from '../../src/content/target.js';
 import { CkptError } from '../../src/errors.js';
 import { OciLayout } from '../../src/layout/store.js';
+import { MediaType } from '../../src/oci/mediatypes.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
 import {
   buildImage,
@@ -168,6 +169,15 @@ describe('unpackToDirectory with hand-made images', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it('refuses a layer cut short (its digest correct) as CORRUPT_ARCHIVE, leaving nothing behind', async () => {
+    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
+      { entries: [{ name: 'a', body: 'x'.repeat(4000) }, { name: 'b', body: 'y' }], truncate: 2048 },
+    ]);
+    const err = await failure(unpackToDirectory(layout, manifestDesc, join(work, 'out')));
+    expect(err.code).toBe('CORRUPT_ARCHIVE');
+    expect(await leftovers()).toEqual([]);
+  });
+
   it('refuses ckpt layers that overlap, leaving nothing behind', async () => {
     const { layout, manifestDesc } = await buildImage(
       join(work, 'layout'),
@@ -198,6 +208,13 @@ describe('unpackToDirectory with hand-made images', () => {
     ]);
     const err = await failure(unpackToDirectory(layout, manifestDesc, join(work, 'out')));
     expect(err.code).toBe('UNSAFE_PATH');
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('refuses an image index (the caller resolves it to one manifest)', async () => {
+    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [{ entries: [{ name: 'f', body: 'x' }] }]);
+    const err = await failure(unpackToDirectory(layout, { ...manifestDesc, mediaType: MediaType.imageIndex }, join(work, 'out')));
+    expect(err.code).toBe('UNSUPPORTED');
     expect(await leftovers()).toEqual([]);
   });
 

@@ -67,6 +67,8 @@ export interface TestLayer {
   compression?: Compression;
   /** Overrides the layer's media type (to make an unsupported one). */
   mediaType?: string;
+  /** Keeps only this many bytes of the tar (a layer cut short, with a correct digest). */
+  truncate?: number;
 }
 
 /** Writes an image with the given layers into a new OCI layout at `dir`, tagged `tag`. */
@@ -80,7 +82,8 @@ export async function buildImage(
   const diffIds: string[] = [];
   for (const layer of layers) {
     const kind = layer.compression ?? 'gzip';
-    const tar = await tarOf(layer.entries);
+    const whole = await tarOf(layer.entries);
+    const tar = layer.truncate === undefined ? whole : whole.subarray(0, layer.truncate);
     const blob = await compress(tar, kind);
     const desc = { mediaType: layer.mediaType ?? LAYER_TYPES[kind], digest: sha256(blob), size: blob.length };
     await layout.push(desc, Readable.from([blob]));
