@@ -1,6 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { arch, hostname, release } from 'node:os';
-import { execa } from 'execa';
+import { join } from 'node:path';
 import type { Engine, HostInfo } from './schemas.js';
 
 /** Node's and the kernel's machine names, as OCI (Go) architecture names. */
@@ -27,6 +27,8 @@ export function goArch(machine: string): string {
 /** The first line a program prints for `--version`, or undefined when it is not installed. */
 async function versionOf(program: string, signal?: AbortSignal): Promise<string | undefined> {
   try {
+    // Loaded here: a re-push that finds its host facts unchanged never pays for it.
+    const { execa } = await import('execa');
     const { stdout, exitCode } = await execa(program, ['--version'], { reject: false, timeout: 5000, cancelSignal: signal });
     return exitCode === 0 ? stdout.split('\n')[0]?.trim() || undefined : undefined;
   } catch {
@@ -73,21 +75,56 @@ const ENGINE_PROGRAM: Record<Engine, string | undefined> = {
   criu: undefined,
 };
 
+/** The programs whose versions describe this node for a checkpoint of `engine` run by `runtime`. */
+function programsFor(engine: Engine, runtime: string | undefined) {
+  return {
+    engine: ENGINE_PROGRAM[engine],
+    // containerd names its runtime after the shim (io.containerd.runc.v2); the binary is runc.
+    runtime: runtime?.match(/runc|crun|youki|runsc|kata/)?.[0],
+    conmon: engine === 'podman' ? 'conmon' : undefined,
+  };
+}
+
+/** Where a program is on the PATH and which build of it this is, without running it. */
+async function programIdentity(program: string): Promise<string> {
+  for (const dir of (process.env.PATH ?? '').split(':').filter(Boolean)) {
+    try {
+      const info = await stat(join(dir, program), { bigint: true });
+      if (info.isFile()) return `${dir}/${program} ${info.ino} ${info.size} ${info.mtimeNs}`;
+    } catch {
+      // Not in this directory.
+    }
+  }
+  return `${program} missing`;
+}
+
+/**
+ * Changes whenever collectHostInfo could report something else (a program upgraded, another
+ * kernel), yet runs nothing: it lets a re-push of a cached build skip asking every program.
+ */
+export async function hostFingerprint(engine: Engine, runtime: string | undefined): Promise<string> {
+  const { engine: engineProgram, runtime: runtimeProgram, conmon } = programsFor(engine, runtime);
+  const programs = ['criu', engineProgram, runtimeProgram, conmon].filter((p): p is string => p !== undefined);
+  const osRelease = await stat('/etc/os-release', { bigint: true }).then(
+    (info) => `${info.ino} ${info.mtimeNs}`,
+    () => 'none',
+  );
+  return JSON.stringify([release(), arch(), osRelease, await cgroupVersion(), ...(await Promise.all(programs.map(programIdentity)))]);
+}
+
 /**
  * Facts about this node that a restore cares about: recorded when `build` runs where the
  * checkpoint was made. Programs that are not installed are simply left out.
  */
 export async function collectHostInfo(engine: Engine, runtime: string | undefined, signal?: AbortSignal): Promise<HostInfo> {
-  const engineProgram = ENGINE_PROGRAM[engine];
-  // containerd names its runtime after the shim (io.containerd.runc.v2); the binary is runc.
-  const runtimeProgram = runtime?.match(/runc|crun|youki|runsc|kata/)?.[0];
+  const { engine: engineProgram, runtime: runtimeProgram, conmon } = programsFor(engine, runtime);
   const [criu, cgroup, dist, engineVersion, runtimeVersion, conmonVersion] = await Promise.all([
     criuVersion(signal),
     cgroupVersion(),
     distribution(),
     engineProgram ? versionOf(engineProgram, signal) : undefined,
     runtimeProgram ? versionOf(runtimeProgram, signal) : undefined,
-    engine === 'podman' ? versionOf('conmon', signal) : undefined,
+    conmon ? versionOf(conmon, signal) : undefined,
   ]);
   return {
     criuVersion: criu,

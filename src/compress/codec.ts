@@ -37,11 +37,12 @@ export function decompressor(kind: Compression): Transform {
 }
 
 /**
- * A compressing transform. zstd runs on its own worker threads (nbWorkers), so compression
- * proceeds beside the event loop; its multi-threaded output does not depend on the worker count,
- * which keeps builds reproducible across machines.
+ * A compressing transform. With `threaded`, zstd runs on worker threads of its own (nbWorkers)
+ * beside the event loop, at the price of their buffers (about 40 MiB each); its multi-threaded
+ * output does not depend on the worker count, so builds stay reproducible across machines.
+ * Small layers compress on the calling thread instead.
  */
-export function compressor(kind: Compression, level = DEFAULT_LEVEL[kind]): Transform {
+export function compressor(kind: Compression, level = DEFAULT_LEVEL[kind], threaded = true): Transform {
   const [min, max] = LEVEL_RANGE[kind];
   if (kind !== 'none' && (!Number.isInteger(level) || level < min || level > max)) {
     throw new CkptError('USAGE', `compression level for ${kind} must be an integer from ${min} to ${max}`);
@@ -52,7 +53,7 @@ export function compressor(kind: Compression, level = DEFAULT_LEVEL[kind]): Tran
     case 'zstd':
       return new CompressStream({
         compressionLevel: level,
-        nbWorkers: Math.max(1, Math.min(availableParallelism(), 4)),
+        nbWorkers: threaded ? Math.max(1, Math.min(availableParallelism(), 2)) : 0,
       });
     case 'none':
       return new PassThrough();

@@ -1,5 +1,5 @@
 import type { CheckpointSource } from '../checkpoint/entry.js';
-import { collectHostInfo } from '../checkpoint/host.js';
+import { collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
 import { interpretScan } from '../checkpoint/metadata.js';
 import { CheckpointScanner, type LayerRole, layerRole } from '../checkpoint/scan.js';
 import type { CheckpointMetadata, HostInfo } from '../checkpoint/schemas.js';
@@ -69,7 +69,6 @@ async function writeLayers(
   const pages: LayerWriter[] = [];
   let rootfs: LayerWriter | undefined;
   const all = () => [metadata, ...pages, ...(rootfs ? [rootfs] : [])];
-  // Full page layers are closed at once, so their uploads finish while the next ones fill.
   const closed = new Map<LayerWriter, Promise<WrittenLayer>>();
   const close = (layer: LayerWriter): Promise<WrittenLayer> => {
     let done = closed.get(layer);
@@ -85,7 +84,9 @@ async function writeLayers(
         if (current && current.contentBytes + entry.size <= maxLayerBytes) {
           layer = current;
         } else {
-          if (current) void close(current).catch(() => undefined);
+          // One page layer at a time: its upload has kept pace with compression, so little is
+          // left to wait for, and memory holds one compressor and one upload window, not two.
+          if (current) await close(current);
           layer = newLayer('pages');
           pages.push(layer);
         }
@@ -151,9 +152,16 @@ function hostInfo(metadata: CheckpointMetadata, options: BuildImageOptions): Pro
   return options.hostInfo === false ? Promise.resolve(undefined) : collectHostInfo(metadata.engine, metadata.runtime, options.signal);
 }
 
+/** This node's facts for the cache: reused while nothing they come from has changed. */
+async function cachedHostInfo(cached: CachedBuild, options: BuildImageOptions): Promise<HostInfo | undefined> {
+  if (options.hostInfo === false) return undefined;
+  const key = await hostFingerprint(cached.metadata.engine, cached.metadata.runtime);
+  return key === cached.hostKey ? cached.host : hostInfo(cached.metadata, options);
+}
+
 /** A cached build still holds when this node reports the same facts and the target has every layer. */
 async function reusable(cached: CachedBuild, target: Target, options: BuildImageOptions): Promise<HostInfo | undefined | false> {
-  const host = await hostInfo(cached.metadata, options);
+  const host = await cachedHostInfo(cached, options);
   if (JSON.stringify(host) !== JSON.stringify(cached.host)) return false;
   const present = await Promise.all(cached.layers.map((l) => target.exists(l.desc, { signal: options.signal })));
   if (!present.every(Boolean)) return false;
@@ -191,8 +199,8 @@ export async function buildImage(source: CheckpointSource, target: Target, optio
   const scanner = new CheckpointScanner(source.name);
   const layers = await writeLayers(source, target, scanner, options);
   const metadata = interpretScan(await scanner.result(), source.name);
-  const host = await hostInfo(metadata, options);
+  const [host, hostKey] = await Promise.all([hostInfo(metadata, options), hostFingerprint(metadata.engine, metadata.runtime)]);
   const result = await publish(target, layers, metadata, host, options);
-  if (cache && key) await cache.put(key, { layers, metadata, host });
+  if (cache && key) await cache.put(key, { layers, metadata, host, hostKey });
   return result;
 }

@@ -17,6 +17,8 @@ const EntrySchema = z.object({
   layers: z.array(z.object({ role: z.enum(['metadata', 'pages', 'rootfs-diff']), desc: DescriptorSchema, diffId: z.string() })),
   metadata: CheckpointMetadataSchema,
   host: HostInfoSchema.optional(),
+  /** hostFingerprint() when `host` was collected: while it holds, `host` still describes this node. */
+  hostKey: z.string().optional(),
 });
 export type CachedBuild = z.infer<typeof EntrySchema>;
 
@@ -42,7 +44,7 @@ export class BuildCache {
   }
 
   /** Best effort: a cache that cannot be written only costs speed next time. */
-  async put(key: string, entry: { layers: WrittenLayer[]; metadata: CachedBuild['metadata']; host?: CachedBuild['host'] }): Promise<void> {
+  async put(key: string, entry: Omit<CachedBuild, 'layers'> & { layers: WrittenLayer[] }): Promise<void> {
     const temp = join(this.dir, `.${key}.${randomUUID()}`);
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });

@@ -1,4 +1,4 @@
-import { pipeline, type Readable, type Writable } from 'node:stream';
+import { PassThrough, pipeline, type Readable, type Writable } from 'node:stream';
 import { pack, type Pack } from 'tar-stream';
 import type { TreeEntry } from '../checkpoint/entry.js';
 import { tarHeader } from '../tar/header.js';
@@ -32,7 +32,8 @@ export class LayerWriter {
   contentBytes = 0;
   entries = 0;
   readonly #pack: Pack = pack();
-  readonly #diff = new DigestStream();
+  /** Hashes the uncompressed tar; an uncompressed layer's digest is its diff_id already. */
+  readonly #diff: DigestStream | undefined;
   readonly #stored: Promise<Descriptor>;
 
   constructor(
@@ -46,8 +47,11 @@ export class LayerWriter {
     this.role = role;
     const report = options.onProgress;
     if (report) options = { ...options, onProgress: (event) => report({ ...event, id }) };
+    this.#diff = compression === 'none' ? undefined : new DigestStream();
+    // Memory pages are the bulk: they get zstd's worker threads, the small layers do not.
+    const stages = this.#diff ? [this.#diff, compressor(compression, level, role === 'pages')] : [new PassThrough()];
     // pipeline() carries a failure at either end through every stage, so nothing waits forever.
-    const compressed = pipeline(this.#pack as unknown as Readable, this.#diff, compressor(compression, level), () => undefined);
+    const compressed = pipeline([this.#pack as unknown as Readable, ...stages], () => undefined) as unknown as Readable;
     this.#stored = store.ingest(LAYER_MEDIA_TYPE[compression], compressed, options);
     // Surface a failure of the store at once, not only when the layer is closed.
     this.#stored.catch((err: unknown) => this.#pack.destroy(err as Error));
@@ -80,7 +84,7 @@ export class LayerWriter {
   async close(): Promise<WrittenLayer> {
     this.#pack.finalize();
     const desc = await this.#stored;
-    return { role: this.role, desc, diffId: this.#diff.digest };
+    return { role: this.role, desc, diffId: this.#diff?.digest ?? desc.digest };
   }
 
   /** Stops the layer after a failure elsewhere; the store discards what it had received. */

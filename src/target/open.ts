@@ -5,7 +5,6 @@ import type { ImageReference } from '../reference.js';
 import { findCredential } from '../registry/credentials.js';
 import { hostSettings } from '../registry/hosts.js';
 import type { RegistryOptions } from '../registry/options.js';
-import { RegistryRepository } from '../registry/repository.js';
 
 /** How to reach registries, as a user states it on the command line or in code. */
 export interface RegistryAccess {
@@ -46,5 +45,7 @@ export async function openTarget(ref: ImageReference, options: OpenTargetOptions
   if (options.credentials && !options.credentials.username) {
     throw new CkptError('USAGE', 'credentials need a user name');
   }
+  // The HTTP stack loads only when a registry is used: local builds start faster without it.
+  const { RegistryRepository } = await import('../registry/repository.js');
   return RegistryRepository.open(ref, registryOptions(options));
 }
