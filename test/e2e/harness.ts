@@ -398,7 +398,7 @@ export function counterScript(opts: CounterOptions = {}): string {
 echo "written by the checkpointed container" > /data/state.txt
 rm /etc/motd
 ${mem}i=0
-while :; do i=$((i+1)); echo $i > /data/count; ${verify} sleep 0.2; done`;
+while :; do i=$((i+1)); echo $i > /data/count.new; mv /data/count.new /data/count; ${verify} sleep 0.2; done`;
 }
 
 export interface CounterRun {
