@@ -49,5 +49,13 @@ test: test-deps
 	$(MAKE) test-unit
 	$(MAKE) test-e2e
 
+# Speed and memory against the buildah recipe, oras, podman, zstd and curl (bench/README.md).
+# 1 GiB x 3 runs plus a 4 GiB peak-RSS pass: 9-12 min on 2 cores; needs root and the e2e root.
+BENCH_RSS_SIZES ?= 4G
+bench: build test-deps
+	bash test/e2e/root.sh >/dev/null
+	$(NODE_BIN)/tsc -p bench/tsconfig.json
+	BENCH_RSS_SIZES=$(BENCH_RSS_SIZES) node node_modules/.cache/ckpt-bench/run.js
+
 clean:
 	rm -rf dist $(DEMO) coverage

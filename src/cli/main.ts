@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { setMaxListeners } from 'node:events';
 import { Command } from 'commander';
 import { ExitCode } from '../errors.js';
 import { reportError } from './errors.js';
@@ -43,6 +44,8 @@ export function program(signal: AbortSignal): Command {
 /** Runs the CLI and resolves to the exit code; the binary exits with it. */
 export async function run(argv: string[]): Promise<number> {
   const controller = new AbortController();
+  // Every concurrent request and stream listens to this one signal; dozens at once are normal.
+  setMaxListeners(256, controller.signal);
   const onSignal = () => controller.abort();
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   try {

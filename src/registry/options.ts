@@ -34,7 +34,7 @@ export interface RegistryOptions {
   userAgent?: string;
   /**
    * Size of the chunks of a streamed upload, and so the memory one upload holds (two chunks: one
-   * in flight, kept until acknowledged for resumption, and one read ahead). Default 16 MiB.
+   * in flight, kept until acknowledged for resumption, and one read ahead). Default 8 MiB.
    */
   chunkSize?: number;
 }
@@ -49,7 +49,7 @@ export interface ResolvedOptions {
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, minDelayMs: 250, maxDelayMs: 8_000, maxRetryAfterMs: 60_000 };
-export const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
+export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 
 export function resolveOptions(options: RegistryOptions = {}): ResolvedOptions {
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;

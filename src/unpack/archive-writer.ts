@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import { once, setMaxListeners } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { Readable } from 'node:stream';
@@ -32,6 +32,8 @@ export async function writeArchive(
 ): Promise<ArchiveStats> {
   const stop = new AbortController();
   const combined = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  // Every request and stream of the work listens to it; many at once are normal, not a leak.
+  setMaxListeners(256, combined);
   const tar = pack();
   // Only the file's own errors (a full disk) are write failures; the pack stream fails when `fill`
   // does, and then fill's error is the one to report.

@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { CkptError, isCkptError } from '../errors.js';
 
 /**
@@ -13,6 +14,8 @@ export async function mapLimited<T, R>(
 ): Promise<R[]> {
   const stop = new AbortController();
   const combined = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
+  // Every request and stream of the work listens to it; many at once are normal, not a leak.
+  setMaxListeners(256, combined);
   const results = new Array<R>(items.length);
   const failures: unknown[] = [];
   let next = 0;
