@@ -2,7 +2,6 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CkptError } from '../../src/errors.js';
 import {
   authFilePaths,
   containersAuthFile,
@@ -11,6 +10,7 @@ import {
   type AuthFileOptions,
 } from '../../src/registry/auth-file.js';
 import { findCredential } from '../../src/registry/credentials.js';
+import { rejection } from '../helpers/rejection.js';
 
 let root: string;
 let home: string;
@@ -25,15 +25,6 @@ async function readJson(file: string): Promise<unknown> {
 
 async function mode(file: string): Promise<number> {
   return (await stat(file)).mode & 0o777;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<CkptError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CkptError);
-  return err as CkptError;
 }
 
 beforeEach(async () => {

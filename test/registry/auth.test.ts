@@ -1,25 +1,16 @@
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CkptError } from '../../src/errors.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import type { Credential } from '../../src/registry/options.js';
 import { RegistryRepository } from '../../src/registry/repository.js';
 import { blob, collect, trickle } from '../helpers/blobs.js';
 import { DEFAULT_USERS, startRegistry, type RegistryServer } from '../helpers/registry.js';
+import { rejection as failure } from '../helpers/rejection.js';
 
 const PASSWORD = DEFAULT_USERS.alice;
 
 function credentials(cred: Credential | undefined): (registry: string) => Promise<Credential | undefined> {
   return () => Promise.resolve(cred);
-}
-
-async function failure(promise: Promise<unknown>): Promise<CkptError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CkptError);
-  return err as CkptError;
 }
 
 /** Everything an error shows: message, and the messages of its causes. */

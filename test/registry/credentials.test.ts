@@ -2,8 +2,8 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CkptError } from '../../src/errors.js';
 import { findCredential, type CredentialOptions } from '../../src/registry/credentials.js';
+import { rejection } from '../helpers/rejection.js';
 
 let root: string;
 let home: string;
@@ -43,15 +43,6 @@ function find(registry: string, options: CredentialOptions = {}) {
 async function helperCalls(): Promise<string[]> {
   const log = await readFile(join(root, 'bin/calls.log'), 'utf8').catch(() => '');
   return log.split('\n').filter(Boolean);
-}
-
-async function rejection(promise: Promise<unknown>): Promise<CkptError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CkptError);
-  return err as CkptError;
 }
 
 beforeEach(async () => {

@@ -2,8 +2,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CkptError } from '../../src/errors.js';
 import { hostSettings, parseToml, type HostOptions } from '../../src/registry/hosts.js';
+import { rejection } from '../helpers/rejection.js';
 
 let root: string;
 let options: HostOptions;
@@ -15,15 +15,6 @@ async function put(path: string, text: string): Promise<string> {
   await mkdir(dirname(file), { recursive: true });
   await writeFile(file, text);
   return file;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<CkptError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CkptError);
-  return err as CkptError;
 }
 
 /** `http` where plain HTTP is allowed (HTTPS tried first) or forced, `https` where TLS is required. */

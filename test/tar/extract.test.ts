@@ -4,21 +4,12 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { pack } from 'tar-stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CkptError } from '../../src/errors.js';
 import { DirectoryAttributes, extractTar, MAX_DEPTH } from '../../src/tar/extract.js';
 import { type TarSpec, tarOf } from './build-tar.js';
+import { rejection } from '../helpers/rejection.js';
 
 async function extract(entries: TarSpec[], options: Partial<Parameters<typeof extractTar>[2]> = {}) {
   return extractTar(Readable.from([await tarOf(entries)]), dest, { subject: 'layer.tar', ...options });
-}
-
-async function rejection(promise: Promise<unknown>): Promise<CkptError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CkptError);
-  return err as CkptError;
 }
 
 let work: string;

@@ -2,7 +2,6 @@ import { chmod, cp, mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CkptError } from '../../src/errors.js';
 import { OciLayout } from '../../src/layout/store.js';
 import { unpackToArchive } from '../../src/unpack/archive.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
@@ -18,6 +17,7 @@ import {
   snapshot,
   type TestLayer,
 } from './helpers.js';
+import { rejection as failure } from '../helpers/rejection.js';
 
 let work: string;
 
@@ -28,15 +28,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(work, { recursive: true, force: true });
 });
-
-async function failure(promise: Promise<unknown>): Promise<CkptError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CkptError);
-  return err as CkptError;
-}
 
 /** The outputs in the working directory, never a temporary sibling. */
 async function outputs(): Promise<string[]> {

@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ProgressEvent } from '../../src/content/target.js';
-import { CkptError } from '../../src/errors.js';
 import { OciLayout } from '../../src/layout/store.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
@@ -17,6 +16,7 @@ import {
   gnuTarExtract,
   snapshot,
 } from './helpers.js';
+import { rejection as failure } from '../helpers/rejection.js';
 
 let work: string;
 
@@ -27,15 +27,6 @@ beforeEach(async () => {
 afterEach(async () => {
   await rm(work, { recursive: true, force: true });
 });
-
-async function failure(promise: Promise<unknown>): Promise<CkptError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CkptError);
-  return err as CkptError;
-}
 
 /** What the parent directory holds: the output alone, or nothing, never a temporary sibling. */
 async function leftovers(): Promise<string[]> {

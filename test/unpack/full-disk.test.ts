@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CkptError } from '../../src/errors.js';
 import { OciLayout } from '../../src/layout/store.js';
 import { unpackToArchive } from '../../src/unpack/archive.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
 import { FIXTURE_LAYOUT, FIXTURE_TAG } from './helpers.js';
+import { rejection as failure } from '../helpers/rejection.js';
 
 const run = promisify(execFile);
 
@@ -30,15 +30,6 @@ afterAll(async () => {
   await run('umount', [disk]);
   await rm(disk, { recursive: true, force: true });
 });
-
-async function failure(promise: Promise<unknown>): Promise<CkptError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(CkptError);
-  return err as CkptError;
-}
 
 describe('a full disk during a pull', () => {
   it('to a directory: WRITE_FAILED naming the destination, nothing left', async (ctx) => {
