@@ -18,7 +18,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   CLI,
   type Compress,
@@ -35,15 +35,13 @@ import {
   expectMemoryIntact,
   expectRawContinues,
   getManifest,
-  killRaw,
-  type RawProcess,
   removeContainerAndImages,
   restoreImage,
   restoreImport,
   runCounter,
   sh,
   startRawLoop,
-  startRegistry,
+  useSession,
 } from './harness.js';
 
 const EXT: Record<Compress, string> = { none: 'tar', gzip: 'tar.gz', zstd: 'tar.zst' };
@@ -61,23 +59,12 @@ interface Manifest {
 }
 
 describe('ckpt round trips with real CRIU, Podman and a registry', () => {
+  const suite = useSession();
+  const { raws } = suite;
   let s: Session;
   let reg: Registry;
-  const raws: RawProcess[] = [];
-
-  beforeAll(async () => {
-    s = await Session.start();
-    reg = await startRegistry(s);
-  });
-
-  afterEach(async () => {
-    await s?.run('podman rm --all --force --time 0 >/dev/null', { check: false });
-    for (const p of raws.splice(0)) killRaw(p);
-  });
-
-  afterAll(async () => {
-    await reg?.stop();
-    await s?.stop();
+  beforeAll(() => {
+    ({ session: s, registry: reg } = suite);
   });
 
   /** Run ckpt on the host and fail with its command line and stderr if it fails. */

@@ -7,6 +7,7 @@
 // Containers and CRIU-restored processes live in one mount namespace for the whole session.
 
 import { execa } from 'execa';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -642,4 +643,47 @@ export async function treeDigest(dir: string): Promise<Map<string, string>> {
     if (i > 0) m.set(line.slice(i + 2).replace(/^\.\//, ''), line.slice(0, i));
   }
   return m;
+}
+
+/** What a describe block of the suite works with: its session in the root, a registry, raw processes. */
+export interface SuiteContext {
+  readonly session: Session;
+  readonly registry: Registry;
+  /** Raw CRIU-restored processes the tests started; killed after each test. */
+  readonly raws: RawProcess[];
+}
+
+/**
+ * Registers the hooks every suite needs: a session and a registry for the block, containers and
+ * raw processes removed after each test, both stopped at the end.
+ */
+export function useSession(): SuiteContext {
+  let session: Session | undefined;
+  let registry: Registry | undefined;
+  const raws: RawProcess[] = [];
+  beforeAll(async () => {
+    session = await Session.start();
+    registry = await startRegistry(session);
+  });
+  afterEach(async () => {
+    await session?.run('podman rm --all --force --time 0 >/dev/null', { check: false });
+    for (const p of raws.splice(0)) killRaw(p);
+  });
+  afterAll(async () => {
+    await registry?.stop();
+    await session?.stop();
+  });
+  const started = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new E2EError('the suite session is used before it started');
+    return value;
+  };
+  return {
+    get session() {
+      return started(session);
+    },
+    get registry() {
+      return started(registry);
+    },
+    raws,
+  };
 }

@@ -2,7 +2,7 @@
 // through a real registry. If these fail, the ckpt round trips (ckpt-roundtrip.test.ts) cannot
 // say anything about ckpt.
 
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import {
   type Compress,
   type Registry,
@@ -15,8 +15,6 @@ import {
   expectContinues,
   expectRawContinues,
   isAlive,
-  killRaw,
-  type RawProcess,
   readCounter,
   removeContainerAndImages,
   restoreImage,
@@ -24,29 +22,18 @@ import {
   runCounter,
   sh,
   startRawLoop,
-  startRegistry,
+  useSession,
 } from './harness.js';
 
 const EXT: Record<Compress, string> = { none: 'tar', gzip: 'tar.gz', zstd: 'tar.zst' };
 
 describe('harness: Podman and CRIU round trips without ckpt', () => {
+  const suite = useSession();
+  const { raws } = suite;
   let s: Session;
   let reg: Registry;
-  const raws: RawProcess[] = [];
-
-  beforeAll(async () => {
-    s = await Session.start();
-    reg = await startRegistry(s);
-  });
-
-  afterEach(async () => {
-    await s?.run('podman rm --all --force --time 0 >/dev/null', { check: false });
-    for (const p of raws.splice(0)) killRaw(p);
-  });
-
-  afterAll(async () => {
-    await reg?.stop();
-    await s?.stop();
+  beforeAll(() => {
+    ({ session: s, registry: reg } = suite);
   });
 
   it.each(['none', 'gzip', 'zstd'] as const)(
