@@ -22,6 +22,17 @@ export interface SourceEntry {
   entry: TreeEntry;
   /** The file's bytes; undefined for anything but a file. Unread content is skipped. */
   open?: () => Readable;
+  /**
+   * Where the content lies, uncompressed, in a file that can be read by offset (a directory's
+   * file, an uncompressed archive): such content may be read later, elsewhere, in parallel.
+   */
+  region?: FileRegion;
+}
+
+/** `size` bytes of content (the entry's) at `offset` in the file `path`. */
+export interface FileRegion {
+  path: string;
+  offset: number;
 }
 
 /** Where a checkpoint tree comes from. Every kind yields the same entries in a stable order. */

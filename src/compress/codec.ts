@@ -36,26 +36,37 @@ export function decompressor(kind: Compression): Transform {
   }
 }
 
-/**
- * A compressing transform. With `threaded`, zstd runs on worker threads of its own (nbWorkers)
- * beside the event loop, at the price of their buffers; its multi-threaded
- * output does not depend on the worker count, so builds stay reproducible across machines.
- * Small layers compress on the calling thread instead.
- */
-export function compressor(kind: Compression, level = DEFAULT_LEVEL[kind], threaded = true): Transform {
+/** The level to compress at: the default, or the one asked for once checked. */
+export function compressionLevel(kind: Compression, level = DEFAULT_LEVEL[kind]): number {
   const [min, max] = LEVEL_RANGE[kind];
   if (kind !== 'none' && (!Number.isInteger(level) || level < min || level > max)) {
     throw new CkptError('USAGE', `compression level for ${kind} must be an integer from ${min} to ${max}`);
   }
+  return level;
+}
+
+/** zstd threads for a large layer on this machine. */
+export function defaultThreads(): number {
+  return Math.max(1, Math.min(availableParallelism(), 2));
+}
+
+/**
+ * A compressing transform. With `threads` > 0, zstd compresses on worker threads of its own
+ * (nbWorkers) beside the calling thread, at the price of their buffers; its multi-threaded output
+ * does not depend on the thread count, so builds stay reproducible across machines. With 0, it
+ * compresses on the calling thread: for small layers.
+ */
+export function compressor(kind: Compression, level?: number, threads = defaultThreads()): Transform {
+  level = compressionLevel(kind, level);
   switch (kind) {
     case 'gzip':
       return createGzip({ level });
     case 'zstd':
       return new CompressStream({
         compressionLevel: level,
-        nbWorkers: threaded ? Math.max(1, Math.min(availableParallelism(), 2)) : 0,
-        // Small jobs keep each worker's buffers to a few MiB; the ratio barely changes.
-        ...(threaded ? { jobSize: 2 << 20 } : {}),
+        nbWorkers: threads,
+        // Small jobs keep each thread's buffers to a few MiB; the ratio barely changes.
+        ...(threads > 0 ? { jobSize: 2 << 20 } : {}),
       });
     case 'none':
       return new PassThrough();

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { CkptError } from '../errors.js';
 import { hasherFor } from '../oci/digest.js';
 import type { Descriptor } from '../oci/schemas.js';
@@ -88,4 +88,14 @@ export class DigestStream extends Transform {
     if (!this.#digest) throw new Error('DigestStream: digest read before the end of the stream');
     return this.#digest;
   }
+}
+
+/**
+ * A stream whose producer hashed what it yields (a layer written on a worker thread): its digest
+ * and size are known once it has ended, and a store need not hash the bytes a second time.
+ */
+export abstract class HashedReadable extends Readable {
+  /** The sha256 digest; only valid after the stream has ended. */
+  abstract get digest(): string;
+  abstract get size(): number;
 }

@@ -1,16 +1,21 @@
+import { setMaxListeners } from 'node:events';
+import { availableParallelism } from 'node:os';
 import type { CheckpointSource } from '../checkpoint/entry.js';
 import { collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
 import { interpretScan } from '../checkpoint/metadata.js';
 import { CheckpointScanner, type LayerRole, layerRole } from '../checkpoint/scan.js';
 import type { CheckpointMetadata, HostInfo } from '../checkpoint/schemas.js';
-import type { Compression } from '../compress/codec.js';
+import { type Compression, compressionLevel } from '../compress/codec.js';
+import { limiter } from '../content/limit.js';
 import { pushJson } from '../content/push-json.js';
 import type { Target, TransferOptions } from '../content/target.js';
+import { ustarFileHeader } from '../tar/ustar.js';
 import { Annotation, CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../oci/mediatypes.js';
 import type { Descriptor, ImageConfig, Index, Manifest } from '../oci/schemas.js';
 import { type Compat, CkptAnnotation, imageAnnotations } from './annotations.js';
 import { BuildCache, type CachedBuild } from './cache.js';
-import { LayerWriter, type WrittenLayer } from './layer.js';
+import { LayerWriter, layerTransfer, type WrittenLayer } from './layer.js';
+import { type PageEntry, writePageLayer } from './page-layer.js';
 
 export interface BuildImageOptions extends TransferOptions {
   /** Layer compression; zstd by default. */
@@ -49,10 +54,44 @@ const HISTORY: Record<LayerRole, string> = {
   'rootfs-diff': 'ckpt build: container file-system changes',
 };
 
+/** Page-layer workers at once: one per core, within what a registry takes in parallel. */
+const MAX_PAGE_WORKERS = 4;
+
+/** Groups page files into layers of at most `max` bytes of content (a larger file gets a layer alone). */
+class PageGroups<T> {
+  readonly #max: number;
+  #current: { items: T[]; bytes: number } | undefined;
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /** Adds a file; returns the group it closed to make room, if any. */
+  add(item: T, size: number): T[] | undefined {
+    const current = this.#current;
+    if (current && current.bytes + size <= this.#max) {
+      current.items.push(item);
+      current.bytes += size;
+      return undefined;
+    }
+    this.#current = { items: [item], bytes: size };
+    return current?.items;
+  }
+
+  /** The last, open group. */
+  rest(): T[] | undefined {
+    const rest = this.#current?.items;
+    this.#current = undefined;
+    return rest;
+  }
+}
+
 /**
  * Writes the layers of a checkpoint image while reading its source once: each entry goes to the
  * layer of its role, page layers are cut at a size bound, and every layer streams to the store as
- * it is compressed.
+ * it is compressed. Page files that can be read by offset (a directory, an uncompressed archive)
+ * are written by worker threads, several layers at once; others stream through the main thread,
+ * one page layer at a time.
  */
 async function writeLayers(
   source: CheckpointSource,
@@ -61,31 +100,60 @@ async function writeLayers(
   options: BuildImageOptions,
 ): Promise<WrittenLayer[]> {
   const compression = options.compression ?? 'zstd';
-  const transfer: TransferOptions = { signal: options.signal, onProgress: options.onProgress };
+  const level = compressionLevel(compression, options.level);
+  // gzip layers stream through the main thread, where zlib has its own threads.
+  const threadCompression = compression === 'gzip' ? undefined : compression;
+  // The first failure stops everything else: the source, the workers, the uploads.
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  setMaxListeners(64, signal);
+  const transfer: TransferOptions = { signal, onProgress: options.onProgress };
   const maxLayerBytes = options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES;
   let count = 0;
-  const newLayer = (role: LayerRole) => new LayerWriter(role, `layer ${++count} (${role})`, target, compression, options.level, transfer);
+  const nextId = (role: LayerRole) => `layer ${++count} (${role})`;
+  const newLayer = (role: LayerRole) =>
+    new LayerWriter(role, target, { compression, level, transfer: layerTransfer(transfer, nextId(role)) });
   const metadata = newLayer('metadata');
-  const pages: LayerWriter[] = [];
+  const pages: Array<LayerWriter | Promise<WrittenLayer>> = [];
   let rootfs: LayerWriter | undefined;
-  const all = () => [metadata, ...pages, ...(rootfs ? [rootfs] : [])];
+  const writers = () => [metadata, ...pages.filter((p) => p instanceof LayerWriter), ...(rootfs ? [rootfs] : [])];
   const closed = new Map<LayerWriter, Promise<WrittenLayer>>();
-  const close = (layer: LayerWriter): Promise<WrittenLayer> => {
+  const close = (layer: LayerWriter | Promise<WrittenLayer>): Promise<WrittenLayer> => {
+    if (!(layer instanceof LayerWriter)) return layer;
     let done = closed.get(layer);
     if (!done) closed.set(layer, (done = layer.close()));
     return done;
   };
+  const workers = limiter(Math.max(1, Math.min(availableParallelism(), MAX_PAGE_WORKERS)));
+  const groups = new PageGroups<PageEntry>(maxLayerBytes);
+  const startPages = (entries: PageEntry[] | undefined): void => {
+    if (!entries || !threadCompression) return;
+    const layerTransferOptions = layerTransfer(transfer, nextId('pages'));
+    // One zstd thread per layer beside the worker's own reading and hashing: layers run side by
+    // side, and multi-threaded zstd writes the same bytes as the streamed layers' (codec.ts).
+    const job = { entries, compression: threadCompression, level, threads: 1 };
+    const written = workers(() => writePageLayer(job, target, layerTransferOptions));
+    written.catch((err: unknown) => stop.abort(err));
+    pages.push(written);
+  };
   try {
-    for await (const { entry, open } of source.entries(options.signal)) {
+    for await (const { entry, open, region } of source.entries(signal)) {
       const role = layerRole(entry.path);
+      const tap = scanner.observe(entry);
+      // zstd and uncompressed page files that can be read by offset go to the workers.
+      const header = role === 'pages' && region && !tap && threadCompression ? ustarFileHeader(entry) : undefined;
+      if (header && region) {
+        startPages(groups.add({ header, path: region.path, offset: region.offset, size: entry.size }, entry.size));
+        continue;
+      }
       let layer = metadata;
       if (role === 'pages') {
         const current = pages.at(-1);
-        if (current && current.contentBytes + entry.size <= maxLayerBytes) {
+        if (current instanceof LayerWriter && current.contentBytes + entry.size <= maxLayerBytes) {
           layer = current;
         } else {
-          // One page layer at a time: its upload has kept pace with compression, so little is
-          // left to wait for, and memory holds one compressor and one upload window, not two.
+          // One streamed page layer at a time: its upload has kept pace with compression, so little
+          // is left to wait for, and memory holds one compressor and one upload window, not two.
           if (current) await close(current);
           layer = newLayer('pages');
           pages.push(layer);
@@ -94,13 +162,16 @@ async function writeLayers(
         rootfs ??= newLayer('rootfs-diff');
         layer = rootfs;
       }
-      await layer.add(entry, open?.(), scanner.observe(entry));
+      await layer.add(entry, open?.(), tap);
     }
-    return await Promise.all(all().map(close));
+    startPages(groups.rest());
+    return await Promise.all([metadata, ...pages, ...(rootfs ? [rootfs] : [])].map(close));
   } catch (err) {
-    for (const layer of all()) layer.abort(err as Error);
-    await Promise.allSettled(all().map(close));
-    throw err;
+    stop.abort(err);
+    for (const layer of writers()) layer.abort(err as Error);
+    await Promise.allSettled([metadata, ...pages, ...(rootfs ? [rootfs] : [])].map(close));
+    // What failed first, not the abort it caused elsewhere.
+    throw stop.signal.reason;
   }
 }
 

@@ -3,7 +3,7 @@ import { pack, type Pack } from 'tar-stream';
 import type { TreeEntry } from '../checkpoint/entry.js';
 import { tarHeader } from '../tar/header.js';
 import type { LayerRole } from '../checkpoint/scan.js';
-import { type Compression, compressor } from '../compress/codec.js';
+import { type Compression, compressor, defaultThreads } from '../compress/codec.js';
 import type { Store, TransferOptions } from '../content/target.js';
 import { DigestStream } from '../content/verify.js';
 import { MediaType } from '../oci/mediatypes.js';
@@ -14,6 +14,23 @@ export const LAYER_MEDIA_TYPE: Record<Compression, string> = {
   gzip: MediaType.layerGzip,
   zstd: MediaType.layerZstd,
 };
+
+export interface LayerOptions {
+  compression: Compression;
+  level?: number | undefined;
+  /** zstd threads; by default those of the machine for memory pages and none for the small layers. */
+  threads?: number;
+  transfer: TransferOptions;
+}
+
+/** Transfer options whose progress events name the layer `id` while its digest is unknown. */
+export function layerTransfer(transfer: TransferOptions, id: string): TransferOptions {
+  const report = transfer.onProgress;
+  return report ? { ...transfer, onProgress: (event) => report({ ...event, id }) } : transfer;
+}
+
+/** What a layer is written to: a store, or a worker thread's channel to one. */
+export type LayerSink = Pick<Store, 'ingest'>;
 
 export interface WrittenLayer {
   role: LayerRole;
@@ -36,23 +53,15 @@ export class LayerWriter {
   readonly #diff: DigestStream | undefined;
   readonly #stored: Promise<Descriptor>;
 
-  constructor(
-    role: LayerRole,
-    id: string,
-    store: Store,
-    compression: Compression,
-    level: number | undefined,
-    options: TransferOptions,
-  ) {
+  constructor(role: LayerRole, sink: LayerSink, { compression, level, threads, transfer }: LayerOptions) {
     this.role = role;
-    const report = options.onProgress;
-    if (report) options = { ...options, onProgress: (event) => report({ ...event, id }) };
     this.#diff = compression === 'none' ? undefined : new DigestStream();
-    // Memory pages are the bulk: they get zstd's worker threads, the small layers do not.
-    const stages = this.#diff ? [this.#diff, compressor(compression, level, role === 'pages')] : [new PassThrough()];
+    // Memory pages are the bulk: they get zstd's threads, the small layers do not.
+    const zstdThreads = threads ?? (role === 'pages' ? defaultThreads() : 0);
+    const stages = this.#diff ? [this.#diff, compressor(compression, level, zstdThreads)] : [new PassThrough()];
     // pipeline() carries a failure at either end through every stage, so nothing waits forever.
     const compressed = pipeline([this.#pack as unknown as Readable, ...stages], () => undefined) as unknown as Readable;
-    this.#stored = store.ingest(LAYER_MEDIA_TYPE[compression], compressed, options);
+    this.#stored = sink.ingest(LAYER_MEDIA_TYPE[compression], compressed, transfer);
     // Surface a failure of the store at once, not only when the layer is closed.
     this.#stored.catch((err: unknown) => this.#pack.destroy(err as Error));
   }

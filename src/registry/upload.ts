@@ -1,6 +1,6 @@
 import { pipeline, type Readable, type Transform } from 'node:stream';
 import { CkptError } from '../errors.js';
-import { DigestStream, VerifyStream } from '../content/verify.js';
+import { DigestStream, HashedReadable, VerifyStream } from '../content/verify.js';
 import type { TransferOptions } from '../content/target.js';
 import { ChunkReader } from './chunks.js';
 import { header, type RegistryClient, type Response } from './client.js';
@@ -263,8 +263,13 @@ export async function uploadBlob(
   options: TransferOptions = {},
 ): Promise<UploadResult> {
   const { signal, onProgress } = options;
-  const meter: Transform = expected ? new VerifyStream(expected, target.subject) : new DigestStream();
-  const source = pipeline(content, meter, () => undefined);
+  // Content its producer hashed already is not hashed again.
+  const meter: Transform | undefined = expected
+    ? new VerifyStream(expected, target.subject)
+    : content instanceof HashedReadable
+      ? undefined
+      : new DigestStream();
+  const source = meter ? pipeline(content, meter, () => undefined) : content;
   const reader = new ChunkReader(source);
   const onAbort = (): void => reader.destroy(new CkptError('ABORTED', 'upload aborted', { subject: target.subject }));
   signal?.addEventListener('abort', onAbort, { once: true });
@@ -285,7 +290,7 @@ export async function uploadBlob(
       onProgress?.({ mediaType, digest: expected?.digest, bytes: offset, total: expected?.size, state: 'progress' });
       chunk = await next;
     }
-    const digest = expected?.digest ?? (meter as DigestStream).digest;
+    const digest = expected?.digest ?? (meter instanceof DigestStream ? meter : (content as HashedReadable)).digest;
     const size = offset + chunk.length;
     await commitWithRetry(target, session, digest, chunk, offset, signal);
     onProgress?.({ mediaType, digest, bytes: size, total: size, state: 'done' });

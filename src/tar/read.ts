@@ -16,9 +16,10 @@ const TYPES: Partial<Record<NonNullable<Header['type']>, TreeEntry['type']>> = {
 /** Converts a tar header into a checked tree entry; `undefined` for the tree root itself. */
 export function treeEntry(header: Partial<Header> & Pick<Header, 'name'>, subject: string): TreeEntry | undefined {
   const path = safeEntryPath(header.name, subject);
-  const type = TYPES[header.type ?? 'file'];
+  // tar-stream gives null for a typeflag it does not know (GNU sparse, volume labels): refused.
+  const type = header.type === null ? undefined : TYPES[header.type ?? 'file'];
   if (!type) {
-    throw new CkptError('UNSAFE_PATH', `entry ${JSON.stringify(header.name)} is a ${header.type}, which a checkpoint never holds`, {
+    throw new CkptError('UNSAFE_PATH', `entry ${JSON.stringify(header.name)} is a ${header.type ?? 'tar entry of an unknown type'}, which a checkpoint never holds`, {
       subject,
     });
   }

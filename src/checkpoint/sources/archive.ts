@@ -4,6 +4,7 @@ import { type Compression, decompressor, detectCompression } from '../../compres
 import { CkptError, fromSystemError } from '../../errors.js';
 import { fileStream } from '../../fs/file-stream.js';
 import { readTar } from '../../tar/read.js';
+import { readTarFile } from '../../tar/seek.js';
 
 /** Reads the first bytes of a file to learn its compression from its magic number, not its name. */
 export async function sniffCompression(path: string): Promise<Compression> {
@@ -34,7 +35,10 @@ async function fileIdentity(path: string): Promise<string> {
   return `${await realpath(path)} ${info.dev}:${info.ino} ${info.size} ${info.mtimeNs} ${info.ctimeNs}`;
 }
 
-/** A checkpoint archive (`.tar`, `.tar.gz`, `.tar.zst`, whatever its name), read as one stream. */
+/**
+ * A checkpoint archive (`.tar`, `.tar.gz`, `.tar.zst`, whatever its name). A compressed one is read
+ * as one stream; an uncompressed one by its headers alone, its files being regions of the archive.
+ */
 export class ArchiveSource implements CheckpointSource {
   readonly kind = 'archive';
 
@@ -52,6 +56,10 @@ export class ArchiveSource implements CheckpointSource {
   }
 
   async *entries(signal?: AbortSignal): AsyncGenerator<SourceEntry> {
+    if (this.compression === 'none') {
+      yield* readTarFile(this.name, signal);
+      return;
+    }
     const file = fileStream(this.name, signal);
     const bytes = file.pipe(decompressor(this.compression));
     file.on('error', (err) => bytes.destroy(err));

@@ -44,10 +44,13 @@ export class DirectorySource implements CheckpointSource {
       const full = join(this.name, path);
       const entry = await this.#entry(path, full);
       if (!entry) continue;
-      yield {
-        entry,
-        open: entry.type === 'file' ? () => fileStream(full, signal) : undefined,
-      };
+      if (entry.type === 'file') {
+        // Exactly the size listed: a file that grows while it is read does not change the entry.
+        const range = { start: 0, length: entry.size };
+        yield { entry, open: () => fileStream(full, signal, range), region: { path: full, offset: 0 } };
+      } else {
+        yield { entry };
+      }
       if (entry.type === 'directory') yield* this.#walk(path, signal);
     }
   }

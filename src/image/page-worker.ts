@@ -1,0 +1,167 @@
+/**
+ * Worker thread of `writePageLayer` (page-layer.ts). It writes one memory-pages layer from file
+ * regions in a plain loop: read into a reused buffer, sha256 of the tar (the diff_id), zstd into
+ * the block handed over, sha256 of the blob. Streams would allocate a fresh buffer per read and
+ * copy it again; on these sizes that costs more than the hashing.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
+import zstd from 'zstd-napi/binding.js';
+import { CkptError, fromSystemError } from '../errors.js';
+import { errorToThread } from '../threads/errors.js';
+import { TAR_END, tarPadding } from '../tar/ustar.js';
+import type { FromPageWorker, PageLayerJob } from './page-layer.js';
+
+/** Bytes per read and per block handed over; blocks the main thread has not taken yet. */
+const BLOCK = 1 << 20;
+const WINDOW = 4;
+
+if (!parentPort) throw new Error('page-worker runs only as a worker thread');
+const port = parentPort;
+
+/** An unpooled block (a pooled one shares its memory and cannot be transferred), left unzeroed: zeroing fresh memory costs as much here as hashing it. */
+function freshBlock(): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(Buffer.allocUnsafeSlow(BLOCK).buffer);
+}
+
+/**
+ * Hands the layer to the main thread in fresh blocks it takes ownership of, a few at a time. zstd
+ * and the file reads write straight into the block being filled: no copy on this side.
+ */
+class Output {
+  readonly #hash = createHash('sha256');
+  #size = 0;
+  #block: Uint8Array<ArrayBuffer> = freshBlock();
+  #used = 0;
+  #credits = WINDOW;
+  #wake: (() => void) | undefined;
+
+  constructor() {
+    port.on('message', () => {
+      this.#credits++;
+      this.#wake?.();
+      this.#wake = undefined;
+    });
+  }
+
+  /** The free end of the current block, to write into and then `commit`. */
+  space(): Uint8Array {
+    return this.#block.subarray(this.#used);
+  }
+
+  async commit(length: number): Promise<void> {
+    this.#hash.update(this.#block.subarray(this.#used, this.#used + length));
+    this.#size += length;
+    this.#used += length;
+    if (this.#used === BLOCK) await this.#flush();
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    for (let from = 0; from < bytes.length; ) {
+      const space = this.space();
+      const n = Math.min(bytes.length - from, space.length);
+      space.set(bytes.subarray(from, from + n));
+      from += n;
+      await this.commit(n);
+    }
+  }
+
+  async end(): Promise<{ digest: string; size: number }> {
+    if (this.#used > 0) await this.#flush();
+    return { digest: `sha256:${this.#hash.digest('hex')}`, size: this.#size };
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#credits === 0) await new Promise<void>((ok) => (this.#wake = ok));
+    this.#credits--;
+    const data = this.#block.buffer;
+    port.postMessage({ type: 'chunk', data, length: this.#used } satisfies FromPageWorker, [data]);
+    this.#block = freshBlock();
+    this.#used = 0;
+  }
+}
+
+/** A zstd stream writing into the output's blocks. */
+class Compressor {
+  readonly #cctx = new zstd.CCtx();
+  readonly #output: Output;
+
+  constructor(job: PageLayerJob, output: Output) {
+    this.#output = output;
+    this.#cctx.setParameter(zstd.CParameter.compressionLevel, job.level);
+    this.#cctx.setParameter(zstd.CParameter.nbWorkers, job.threads);
+    // The same parameters as the streaming compressor (compress/codec.ts): the same bytes out.
+    if (job.threads > 0) this.#cctx.setParameter(zstd.CParameter.jobSize, 2 << 20);
+  }
+
+  async write(input: Uint8Array, end = false): Promise<void> {
+    const directive = end ? zstd.EndDirective.end : zstd.EndDirective.continue;
+    for (let src = input; ; ) {
+      const space = this.#output.space();
+      const [remaining, produced, consumed] = this.#cctx.compressStream2(space, src, directive);
+      src = src.subarray(consumed);
+      await this.#output.commit(produced);
+      // Done when the input is taken and zstd had room to give all it had (at the end: all is out).
+      if (src.length === 0 && (end ? remaining === 0 : produced < space.length)) return;
+    }
+  }
+}
+
+/** Reads `size` bytes at `offset` of `path`, a buffer at a time. */
+async function readRegion(
+  path: string,
+  offset: number,
+  size: number,
+  buffer: () => Uint8Array,
+  use: (bytes: number) => Promise<void>,
+): Promise<void> {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    throw fromSystemError(err, path);
+  }
+  try {
+    for (let done = 0; done < size; ) {
+      const into = buffer();
+      let n: number;
+      try {
+        n = readSync(fd, into, 0, Math.min(into.length, size - done), offset + done);
+      } catch (err) {
+        throw fromSystemError(err, path);
+      }
+      if (n === 0) throw new CkptError('READ_FAILED', `file shrank while it was read (${done} of ${size} bytes)`, { subject: path });
+      await use(n);
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function run(job: PageLayerJob): Promise<void> {
+  const output = new Output();
+  // Uncompressed, the blob is the tar: its digest is the diff_id, and file content is read
+  // straight into the output. Compressed, the tar is hashed on its way into zstd.
+  const zstdOut = job.compression === 'zstd' ? new Compressor(job, output) : undefined;
+  const diff = zstdOut ? createHash('sha256') : undefined;
+  const tar = async (bytes: Uint8Array, end = false): Promise<void> => {
+    diff?.update(bytes);
+    await (zstdOut ? zstdOut.write(bytes, end) : output.write(bytes));
+  };
+  const buffer = Buffer.allocUnsafe(BLOCK);
+  for (const { header, path, offset, size } of job.entries) {
+    await tar(header);
+    if (zstdOut) await readRegion(path, offset, size, () => buffer, (n) => tar(buffer.subarray(0, n)));
+    else await readRegion(path, offset, size, () => output.space(), (n) => output.commit(n));
+    await tar(TAR_END.subarray(0, tarPadding(size)));
+  }
+  await tar(TAR_END, true);
+  const blob = await output.end();
+  port.postMessage({ type: 'done', ...blob, diffId: diff ? `sha256:${diff.digest('hex')}` : blob.digest } satisfies FromPageWorker);
+}
+
+run(workerData as PageLayerJob).catch((err: unknown) => {
+  port.postMessage({ type: 'error', error: errorToThread(err) } satisfies FromPageWorker);
+});

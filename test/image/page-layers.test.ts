@@ -1,0 +1,94 @@
+import { readdir, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import type { CheckpointSource, SourceEntry } from '../../src/checkpoint/entry.js';
+import { openCheckpoint } from '../../src/checkpoint/open.js';
+import type { Compression } from '../../src/compress/codec.js';
+import { buildImage } from '../../src/image/build.js';
+import type { WrittenLayer } from '../../src/image/layer.js';
+import { OciLayout } from '../../src/layout/store.js';
+import { rejection } from '../helpers/rejection.js';
+import { extractFixture, fixture, tempDir } from '../helpers/tree.js';
+
+/** The same checkpoint with `change` applied to every entry it yields. */
+function altered(source: CheckpointSource, change: (item: SourceEntry) => SourceEntry): CheckpointSource {
+  return {
+    name: source.name,
+    kind: source.kind,
+    fingerprint: () => source.fingerprint(),
+    async *entries(signal) {
+      for await (const item of source.entries(signal)) yield change(item);
+    },
+  };
+}
+
+/** Without regions, every page layer streams through the main thread as before workers existed. */
+const streamed = (source: CheckpointSource) => altered(source, ({ entry, open }) => ({ entry, open }));
+
+async function pageLayers(source: CheckpointSource, compression: Compression): Promise<WrittenLayer[]> {
+  const layout = await OciLayout.open(join(await tempDir(), 'layout'), { create: true });
+  // A small bound gives several page layers, written side by side.
+  const result = await buildImage(source, layout, { compression, hostInfo: false, maxLayerBytes: 100_000, tag: 't' });
+  return result.layers.filter((l) => l.role === 'pages');
+}
+
+const summary = (layers: WrittenLayer[]) => layers.map((l) => ({ digest: l.desc.digest, size: l.desc.size, diffId: l.diffId }));
+
+describe('page layers written on worker threads', () => {
+  for (const compression of ['zstd', 'none'] as const) {
+    it(`are the bytes the streamed path writes (${compression}), from a directory and from an uncompressed archive`, async () => {
+      for (const input of [await extractFixture('podman-counter.tar'), fixture('podman-counter.tar')]) {
+        const threaded = await pageLayers(await openCheckpoint(input), compression);
+        expect(threaded.length).toBeGreaterThan(1);
+        expect(summary(threaded)).toEqual(summary(await pageLayers(streamed(await openCheckpoint(input)), compression)));
+        if (compression === 'none') for (const l of threaded) expect(l.diffId).toBe(l.desc.digest);
+      }
+    });
+  }
+
+  it('give the same digests from a .tar as from the same archive compressed with zstd', async () => {
+    const zst = join(await tempDir(), 'counter.tar.zst');
+    await execa('zstd', ['-q', fixture('podman-counter.tar'), '-o', zst]);
+    const plain = await pageLayers(await openCheckpoint(fixture('podman-counter.tar')), 'zstd');
+    const compressed = await pageLayers(await openCheckpoint(zst), 'zstd');
+    expect(summary(plain)).toEqual(summary(compressed));
+  });
+
+  it('fail with READ_FAILED naming a pages file that shrank before it was read, and leave no image', async () => {
+    const dir = await extractFixture('podman-counter.tar');
+    const source = altered(await openCheckpoint(dir), (item) => {
+      // Listed at its full size, cut before any worker reads it.
+      if (item.entry.path === 'checkpoint/pages-1.img' && item.region) void truncate(item.region.path, 1000);
+      return item;
+    });
+    const layoutDir = join(await tempDir(), 'layout');
+    const layout = await OciLayout.open(layoutDir, { create: true });
+    const err = await rejection(buildImage(source, layout, { hostInfo: false, tag: 't' }));
+    expect(err.code).toBe('READ_FAILED');
+    expect(err.message).toContain(join(dir, 'checkpoint/pages-1.img'));
+    expect(err.message).toMatch(/shrank/);
+    await expect(layout.resolve('t')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect((await readdir(layoutDir)).sort()).not.toContain('.ingest');
+  });
+
+  it('stop on abort with ABORTED, leaving no image', async () => {
+    const layoutDir = join(await tempDir(), 'layout');
+    const layout = await OciLayout.open(layoutDir, { create: true });
+    const stop = new AbortController();
+    const err = await rejection(
+      buildImage(await openCheckpoint(fixture('podman-counter.tar')), layout, {
+        hostInfo: false,
+        maxLayerBytes: 100_000,
+        tag: 't',
+        signal: stop.signal,
+        onProgress: (event) => {
+          if (event.id?.includes('pages')) stop.abort();
+        },
+      }),
+    );
+    expect(err.code).toBe('ABORTED');
+    await expect(layout.resolve('t')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    expect((await readdir(layoutDir)).sort()).not.toContain('.ingest');
+  });
+});
