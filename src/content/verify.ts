@@ -98,4 +98,12 @@ export abstract class HashedReadable extends Readable {
   /** The sha256 digest; only valid after the stream has ended. */
   abstract get digest(): string;
   abstract get size(): number;
+
+  /**
+   * Gives back a chunk this stream yielded, once the consumer has copied it and keeps no
+   * reference to it: the producer may write into its memory again.
+   */
+  recycle(chunk: Buffer): void {
+    void chunk;
+  }
 }

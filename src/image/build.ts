@@ -15,7 +15,8 @@ import type { Descriptor, ImageConfig, Index, Manifest } from '../oci/schemas.js
 import { type Compat, CkptAnnotation, imageAnnotations } from './annotations.js';
 import { BuildCache, type CachedBuild } from './cache.js';
 import { LayerWriter, layerTransfer, type WrittenLayer } from './layer.js';
-import { type PageEntry, writePageLayer } from './page-layer.js';
+import { writePageLayer } from './page-layer.js';
+import type { PageEntry } from './page-protocol.js';
 
 export interface BuildImageOptions extends TransferOptions {
   /** Layer compression; zstd by default. */

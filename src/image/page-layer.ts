@@ -1,35 +1,11 @@
 import { Worker } from 'node:worker_threads';
-import type { Compression } from '../compress/codec.js';
 import type { Store, TransferOptions } from '../content/target.js';
 import { HashedReadable } from '../content/verify.js';
 import { CkptError } from '../errors.js';
-import { errorFromThread, type ThreadError } from '../threads/errors.js';
+import { errorFromThread } from '../threads/errors.js';
 import { workerUrl } from '../threads/worker-url.js';
 import { LAYER_MEDIA_TYPE, type WrittenLayer } from './layer.js';
-
-/** A file of a page layer: its tar header, and where its content lies to be read by offset. */
-export interface PageEntry {
-  header: Uint8Array;
-  path: string;
-  offset: number;
-  size: number;
-}
-
-/** What a page worker is asked to do (its `workerData`). */
-export interface PageLayerJob {
-  entries: PageEntry[];
-  /** Layers are zstd-compressed or not at all here; gzip streams through the main thread. */
-  compression: Exclude<Compression, 'gzip'>;
-  level: number;
-  /** zstd threads of the worker's own. */
-  threads: number;
-}
-
-/** Messages from a page worker. The main thread answers each `chunk` with an empty message once it has room. */
-export type FromPageWorker =
-  | { type: 'chunk'; data: ArrayBuffer; length: number }
-  | { type: 'done'; digest: string; size: number; diffId: string }
-  | { type: 'error'; error: ThreadError };
+import { BLOCK_SIZE, type FromPageWorker, type PageLayerJob } from './page-protocol.js';
 
 /** The layer as the worker hands it over, with the digest and size it computed. */
 class WorkerOutput extends HashedReadable {
@@ -62,6 +38,12 @@ class WorkerOutput extends HashedReadable {
     });
     // Ends the worker whatever happened: done, failed or aborted.
     this.once('close', () => void worker.terminate());
+  }
+
+  /** Sends a block back to the worker to be filled again (it is detached here). */
+  override recycle(chunk: Buffer): void {
+    const block = chunk.buffer;
+    if (!this.done && block instanceof ArrayBuffer && block.byteLength === BLOCK_SIZE) this.#worker.postMessage(block, [block]);
   }
 
   override _read(): void {

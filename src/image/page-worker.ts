@@ -11,11 +11,11 @@ import zstd from 'zstd-napi/binding.js';
 import { CkptError, fromSystemError } from '../errors.js';
 import { errorToThread } from '../threads/errors.js';
 import { TAR_END, tarPadding } from '../tar/ustar.js';
-import type { FromPageWorker, PageLayerJob } from './page-layer.js';
+import { BLOCK_SIZE, type FromPageWorker, type PageLayerJob } from './page-protocol.js';
 
-/** Bytes per read and per block handed over; blocks the main thread has not taken yet. */
-const BLOCK = 1 << 20;
+/** Blocks the main thread has not taken yet. */
 const WINDOW = 4;
+const BLOCK = BLOCK_SIZE;
 
 if (!parentPort) throw new Error('page-worker runs only as a worker thread');
 const port = parentPort;
@@ -32,13 +32,19 @@ function freshBlock(): Uint8Array<ArrayBuffer> {
 class Output {
   readonly #hash = createHash('sha256');
   #size = 0;
-  #block: Uint8Array<ArrayBuffer> = freshBlock();
+  /** Blocks the main thread sent back once copied: filled again instead of fresh memory. */
+  readonly #spare: ArrayBuffer[] = [];
+  #block: Uint8Array<ArrayBuffer> = this.#nextBlock();
   #used = 0;
   #credits = WINDOW;
   #wake: (() => void) | undefined;
 
   constructor() {
-    port.on('message', () => {
+    port.on('message', (message: ArrayBuffer | null) => {
+      if (message) {
+        this.#spare.push(message);
+        return;
+      }
       this.#credits++;
       this.#wake?.();
       this.#wake = undefined;
@@ -77,8 +83,13 @@ class Output {
     this.#credits--;
     const data = this.#block.buffer;
     port.postMessage({ type: 'chunk', data, length: this.#used } satisfies FromPageWorker, [data]);
-    this.#block = freshBlock();
+    this.#block = this.#nextBlock();
     this.#used = 0;
+  }
+
+  #nextBlock(): Uint8Array<ArrayBuffer> {
+    const spare = this.#spare.pop();
+    return spare ? new Uint8Array(spare) : freshBlock();
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { HashedReadable } from '../content/verify.js';
 
 /** Buffers a reader fills in turn: the chunk on the wire and the one being read behind it. */
 const BUFFERS = 2;
@@ -8,46 +9,76 @@ const BUFFERS = 2;
  * that an upload holds a bounded window of bytes it can send again after a broken connection.
  * Chunks are copied into buffers allocated once and used in turn: fresh multi-MiB allocations cost
  * more in page faults than the copy. A chunk stays valid until `read` has been called twice more,
- * which an upload that sends each chunk before asking for the one after the next respects.
+ * which an upload that sends each chunk before asking for the one after the next respects. The
+ * source is read by 'data' events, which hand over its pieces as they are, where `read()` would
+ * first concatenate whatever it holds.
  */
 export class ChunkReader {
   readonly #source: Readable;
-  readonly #iterator: AsyncIterator<unknown>;
   readonly #buffers: Buffer[] = [];
   #turn = 0;
-  /** What the source gave beyond the last chunk: a piece, and how much of it was used. */
-  #piece: Buffer | undefined;
-  #pieceUsed = 0;
+  readonly #pieces: Buffer[] = [];
+  #queued = 0;
+  /** Bytes of the first piece already handed out. */
+  #used = 0;
+  #wanted = 0;
   #ended = false;
+  #error: Error | undefined;
+  #wake: (() => void) | undefined;
 
   constructor(source: Readable) {
     this.#source = source;
-    this.#iterator = source[Symbol.asyncIterator]();
+    source.pause();
+    source.on('data', (piece: Buffer | Uint8Array) => {
+      const buffer = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+      this.#pieces.push(buffer);
+      this.#queued += buffer.length;
+      if (this.#queued - this.#used >= this.#wanted) source.pause();
+      this.#notify();
+    });
+    source.once('end', () => {
+      this.#ended = true;
+      this.#notify();
+    });
+    source.once('error', (err) => {
+      this.#error = err;
+      this.#notify();
+    });
+    source.once('close', () => {
+      if (!this.#ended) this.#error ??= new Error('stream closed before its end');
+      this.#notify();
+    });
   }
 
   /** True once the source has ended and everything read from it was handed out. */
   get done(): boolean {
-    return this.#ended && this.#piece === undefined;
+    return this.#ended && this.#queued === this.#used;
   }
 
   async read(size: number): Promise<Buffer> {
+    while (this.#queued - this.#used < size && !this.#ended) {
+      if (this.#error) throw this.#error;
+      this.#wanted = size;
+      await new Promise<void>((wake) => {
+        this.#wake = wake;
+        this.#source.resume();
+      });
+    }
+    if (this.#error) throw this.#error;
     const into = this.#buffer(size);
     let filled = 0;
-    while (filled < size) {
-      if (!this.#piece) {
-        if (this.#ended) break;
-        const next = await this.#iterator.next();
-        if (next.done) {
-          this.#ended = true;
-          break;
-        }
-        this.#piece = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as Uint8Array);
-        this.#pieceUsed = 0;
-      }
-      const copied = this.#piece.copy(into, filled, this.#pieceUsed, Math.min(this.#piece.length, this.#pieceUsed + size - filled));
+    while (filled < size && this.#pieces.length > 0) {
+      const piece = this.#pieces[0] as Buffer;
+      const copied = piece.copy(into, filled, this.#used, Math.min(piece.length, this.#used + size - filled));
       filled += copied;
-      this.#pieceUsed += copied;
-      if (this.#pieceUsed === this.#piece.length) this.#piece = undefined;
+      this.#used += copied;
+      if (this.#used === piece.length) {
+        this.#pieces.shift();
+        this.#queued -= piece.length;
+        this.#used = 0;
+        // Copied and forgotten: its producer may fill it again.
+        if (this.#source instanceof HashedReadable) this.#source.recycle(piece);
+      }
     }
     return into.subarray(0, filled);
   }
@@ -55,6 +86,12 @@ export class ChunkReader {
   /** Stops reading and releases the source. */
   destroy(err?: Error): void {
     this.#source.destroy(err);
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
   }
 
   #buffer(size: number): Buffer {
