@@ -5,7 +5,7 @@ import { collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
 import { interpretScan } from '../checkpoint/metadata.js';
 import { CheckpointScanner, type LayerRole, layerRole } from '../checkpoint/scan.js';
 import type { CheckpointMetadata, HostInfo } from '../checkpoint/schemas.js';
-import { type Compression, compressionLevel } from '../compress/codec.js';
+import { type Compression, compressionLevel, defaultThreads } from '../compress/codec.js';
 import { limiter } from '../content/limit.js';
 import { pushJson } from '../content/push-json.js';
 import type { Target, TransferOptions } from '../content/target.js';
@@ -130,9 +130,11 @@ async function writeLayers(
   const startPages = (entries: PageEntry[] | undefined): void => {
     if (!entries || !threadCompression) return;
     const layerTransferOptions = layerTransfer(transfer, nextId('pages'));
-    // One zstd thread per layer beside the worker's own reading and hashing: layers run side by
-    // side, and multi-threaded zstd writes the same bytes as the streamed layers' (codec.ts).
-    const job = { entries, compression: threadCompression, level, threads: 1 };
+    // A zstd thread of its own per layer beside the worker's reading and hashing, and the machine's
+    // for a file too large to share a layer (one process's memory: it may be the only layer).
+    // Multi-threaded zstd writes the same bytes whatever the count, the same as streamed layers'.
+    const alone = entries.length === 1 && (entries[0]?.size ?? 0) > maxLayerBytes;
+    const job = { entries, compression: threadCompression, level, threads: alone ? defaultThreads() : 1 };
     const written = workers(() => writePageLayer(job, target, layerTransferOptions));
     written.catch((err: unknown) => stop.abort(err));
     pages.push(written);

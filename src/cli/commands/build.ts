@@ -21,7 +21,7 @@ export interface BuildFlags extends OutputFlags, RegistryFlags {
 export function addImageFlags(command: Command): Command {
   return command
     .option('--compression <kind>', 'layer compression: zstd, gzip or none', compressionOption, 'zstd')
-    .option('--level <n>', 'compression level (zstd 1-19, default 3; gzip 1-9, default 6)', integerOption)
+    .option('--level <n>', 'compression level (zstd 1-19, default 1; gzip 1-9, default 6)', integerOption)
     .option('--compat <runtimes>', "annotation families: auto (the checkpoint's engine), crio, podman, containerd or all", compatOption, 'auto')
     .option('--annotation <key=value>', 'add a manifest annotation (repeatable)', annotationOption)
     .option('--no-host-info', "do not record this node's CRIU, kernel, cgroup and distribution versions")
