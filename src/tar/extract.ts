@@ -2,7 +2,7 @@ import { constants, type Stats } from 'node:fs';
 import { type FileHandle, chmod, chown, lchown, link, lstat, lutimes, mkdir, open, readdir, rm, symlink, utimes } from 'node:fs/promises';
 import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
-import type { TreeEntry } from '../checkpoint/entry.js';
+import type { SourceEntry, TreeEntry } from '../checkpoint/entry.js';
 import { CkptError, fromSystemError } from '../errors.js';
 import { corruptArchive, readTar } from './read.js';
 import { safeEntryPath } from './safety.js';
@@ -68,11 +68,18 @@ export interface ExtractStats {
   bytes: number;
 }
 
+/**
+ * An entry read from a tar. Its producer may also write a file's content itself, straight into an
+ * open file at `position`, resolving with the bytes written: a worker thread that decompressed
+ * them into memory of its own, which no stream then needs to copy.
+ */
+export interface TarEntry extends SourceEntry {
+  writeInto?: (fd: number, position: number) => Promise<number>;
+}
+
 /** Extracts `input` (an uncompressed tar stream) into the existing directory `dest`. */
 export async function extractTar(input: Readable, dest: string, options: ExtractOptions): Promise<ExtractStats> {
   const { signal } = options;
-  const directories = options.directories ?? new DirectoryAttributes();
-  const extraction = new Extraction(dest, options, directories);
   const onAbort = () => input.destroy(aborted(options.subject));
   if (signal?.aborted) {
     input.destroy();
@@ -80,12 +87,21 @@ export async function extractTar(input: Readable, dest: string, options: Extract
   }
   signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    for await (const { entry, open } of readTar(input, options.subject)) {
-      if (signal?.aborted) throw aborted(options.subject);
-      await extraction.add(entry, open);
-    }
+    return await extractEntries(readTar(input, options.subject), dest, options);
   } finally {
     signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Extracts a tar's entries, as readTar() or a layer worker gives them, into the existing directory `dest`. */
+export async function extractEntries(entries: AsyncIterable<TarEntry>, dest: string, options: ExtractOptions): Promise<ExtractStats> {
+  const { signal } = options;
+  const directories = options.directories ?? new DirectoryAttributes();
+  const extraction = new Extraction(dest, options, directories);
+  if (signal?.aborted) throw aborted(options.subject);
+  for await (const entry of entries) {
+    if (signal?.aborted) throw aborted(options.subject);
+    await extraction.add(entry);
   }
   if (!options.directories) await directories.apply(dest, options.destinationName ?? dest);
   return extraction.stats;
@@ -159,8 +175,9 @@ class Extraction {
     this.#directories = directories;
   }
 
-  /** Applies one entry; `open` gives a file's content, read only when the file is written. */
-  async add(entry: TreeEntry, open: (() => AsyncIterable<Buffer>) | undefined): Promise<void> {
+  /** Applies one entry; a file's content is read (or written by its producer) only when the file is. */
+  async add(source: TarEntry): Promise<void> {
+    const { entry } = source;
     const path = entry.path;
     if (depth(path) > MAX_DEPTH) throw this.#unsafe(path, `is nested more than ${MAX_DEPTH} directories deep`);
     this.stats.entries++;
@@ -175,7 +192,7 @@ class Extraction {
           await this.#directory(entry);
           break;
         case 'file':
-          await this.#file(entry, open?.());
+          await this.#file(source);
           break;
         case 'symlink':
           await this.#symlink(entry);
@@ -202,11 +219,15 @@ class Extraction {
     this.stats.directories++;
   }
 
-  async #file(entry: TreeEntry, content: AsyncIterable<Buffer> | undefined): Promise<void> {
+  async #file({ entry, open: openContent, writeInto }: TarEntry): Promise<void> {
     const abs = await this.#prepare(entry.path, 'file');
     const handle = await open(abs, CREATE_FILE, PRIVATE_FILE);
     try {
-      const written = content ? await writeAll(handle, content, this.#options.signal) : 0;
+      const written = writeInto
+        ? await writeInto(handle.fd, 0)
+        : openContent
+          ? await writeAll(handle, openContent(), this.#options.signal)
+          : 0;
       // tar-stream ends an entry's stream early when the archive is cut short.
       if (written !== entry.size) throw this.#corrupt(entry.path, `is truncated (${written} of ${entry.size} bytes)`);
       // chown before chmod: changing the owner clears set-user-ID bits.

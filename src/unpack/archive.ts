@@ -4,7 +4,6 @@ import { DirectorySource } from '../checkpoint/sources/directory.js';
 import type { ReadOnlyTarget } from '../content/target.js';
 import { fromSystemError } from '../errors.js';
 import type { Descriptor } from '../oci/schemas.js';
-import { readTar } from '../tar/read.js';
 import { type AddEntry, writeArchive } from './archive-writer.js';
 import { assertFileFree, assertParentDirectory, commitFile, removeQuietly, tempSibling } from './destination.js';
 import { extractLayers, type UnpackResult } from './directory.js';
@@ -54,10 +53,8 @@ export async function unpackToArchive(
 function streamedEntries(target: ReadOnlyTarget, plan: UnpackPlan, opts: NormalisedUnpackOptions) {
   return async (add: AddEntry, signal: AbortSignal): Promise<void> => {
     for (const layer of plan.layers) {
-      await readLayer(target, layer, { signal, onProgress: opts.onProgress }, async (tar) => {
-        for await (const { entry, open } of readTar(tar, layer.desc.digest)) {
-          await add(entry, open?.(), layer.desc.digest);
-        }
+      await readLayer(target, layer, { signal, onProgress: opts.onProgress }, async (entries) => {
+        for await (const entry of entries) await add(entry, layer.desc.digest);
       });
     }
   };
@@ -68,8 +65,6 @@ function mergedEntries(target: ReadOnlyTarget, plan: UnpackPlan, scratch: string
   return async (add: AddEntry, signal: AbortSignal): Promise<void> => {
     await mkdir(scratch, { mode: 0o700 });
     await extractLayers(target, plan, scratch, path, { ...opts, signal });
-    for await (const { entry, open } of new DirectorySource(scratch).entries(signal)) {
-      await add(entry, open?.(), scratch);
-    }
+    for await (const entry of new DirectorySource(scratch).entries(signal)) await add(entry, scratch);
   };
 }

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { ReadOnlyTarget } from '../content/target.js';
 import { fromSystemError } from '../errors.js';
 import type { Descriptor } from '../oci/schemas.js';
-import { DirectoryAttributes, type ExtractStats, extractTar } from '../tar/extract.js';
+import { DirectoryAttributes, type ExtractStats, extractEntries } from '../tar/extract.js';
 import {
   assertDirectoryFree,
   assertParentDirectory,
@@ -89,8 +89,8 @@ export async function extractLayers(
   const limit = exclusive ? opts.concurrency : 1;
   const layers = plan.layers.map((layer, position) => ({ layer, position }));
   const stats = await mapLimited(layers, limit, opts.signal, ({ layer, position }, signal) =>
-    readLayer(target, layer, { signal, onProgress: opts.onProgress }, (tar) =>
-      extractTar(tar, root, { subject: layer.desc.digest, signal, destinationName, exclusive, directories, position }),
+    readLayer(target, layer, { signal, onProgress: opts.onProgress }, (entries) =>
+      extractEntries(entries, root, { subject: layer.desc.digest, signal, destinationName, exclusive, directories, position }),
     ),
   );
   // Directory modes and times last: a later layer may still have written into any directory.

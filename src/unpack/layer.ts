@@ -1,10 +1,13 @@
-import { type Readable, Transform, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { decompressor } from '../compress/codec.js';
 import type { ProgressEvent, ReadOnlyTarget } from '../content/target.js';
 import { isCkptError } from '../errors.js';
 import type { Descriptor } from '../oci/schemas.js';
+import type { TarEntry } from '../tar/extract.js';
+import { readTar } from '../tar/read.js';
 import type { LayerPlan } from './plan.js';
+import { ZstdLayerThread } from './zstd-thread.js';
 
 /** Progress is reported at most once per this many bytes (and at start and end). */
 const PROGRESS_STEP = 1 << 20;
@@ -15,43 +18,69 @@ export interface LayerReadOptions {
 }
 
 /**
- * Fetches a layer and hands its uncompressed tar stream to `use`; resolves with what `use` returns
- * once the blob has also been read whole and verified against its digest, so no caller ever treats
- * unverified content as complete.
+ * Fetches a layer and hands its entries to `use`; resolves with what `use` returns once the blob
+ * has also been read whole and verified against its digest, so no caller ever treats unverified
+ * content as complete.
  */
 export async function readLayer<T>(
   target: ReadOnlyTarget,
   layer: LayerPlan,
   options: LayerReadOptions,
-  use: (tar: Readable) => Promise<T>,
+  use: (entries: AsyncIterable<TarEntry>) => Promise<T>,
 ): Promise<T> {
   const { signal } = options;
-  const blob = await target.fetch(layer.desc, { signal });
-  const counter = new ProgressCounter(layer.desc, options.onProgress);
-  const tar = decompressor(layer.compression);
-  // The blob is piped into the decompressor by hand, not by pipeline(): after a failure to decode,
-  // the rest of the blob is still read (below) to learn whether its digest was wrong.
-  const verified = pipeline(blob, counter, signal ? { signal } : {});
-  verified.catch(() => undefined);
-  counter.on('error', (err) => tar.destroy(err));
-  counter.pipe(tar);
-  let result: T;
+  // A worker starts while the request goes out.
+  const decoder = layer.threaded ? onThread(layer, signal) : onMainThread(layer);
   try {
-    result = await use(tar);
-  } catch (err) {
-    if (isCkptError(err, 'CORRUPT_ARCHIVE')) {
-      // A flipped byte usually breaks decompression before the digest can be checked at the end;
-      // the digest mismatch is the truer report, so the blob is read to its end to find out.
-      counter.unpipe(tar);
-      counter.resume();
-      await verified;
-    } else {
-      blob.destroy();
+    const blob = await target.fetch(layer.desc, { signal });
+    const counter = new ProgressCounter(layer.desc, options.onProgress);
+    // The blob is piped into the decoder by hand, not by pipeline(): after a failure to decode,
+    // the rest of the blob is still read (below) to learn whether its digest was wrong.
+    const verified = pipeline(blob, counter, signal ? { signal } : {});
+    verified.catch(() => undefined);
+    counter.on('error', (err) => decoder.fail(err));
+    counter.pipe(decoder.input);
+    let result: T;
+    try {
+      result = await use(decoder.entries);
+    } catch (err) {
+      if (isCkptError(err, 'CORRUPT_ARCHIVE')) {
+        // A flipped byte usually breaks decompression before the digest can be checked at the end;
+        // the digest mismatch is the truer report, so the blob is read to its end to find out.
+        counter.unpipe(decoder.input);
+        counter.resume();
+        await verified;
+      } else {
+        blob.destroy();
+      }
+      throw err;
     }
-    throw err;
+    await verified;
+    return result;
+  } finally {
+    await decoder.close();
   }
-  await verified;
-  return result;
+}
+
+/** Where a layer's compressed bytes go and its entries come from. */
+interface LayerDecoder {
+  input: Writable;
+  entries: AsyncIterable<TarEntry>;
+  /** Fails the entries with the blob's own failure. */
+  fail(err: Error): void;
+  close(): Promise<void>;
+}
+
+function onMainThread(layer: LayerPlan): LayerDecoder {
+  const tar = decompressor(layer.compression);
+  // readTar() reports the stream's failure; a failure before it starts reading (an abort) has no one else to tell.
+  tar.on('error', () => undefined);
+  return { input: tar, entries: readTar(tar, layer.desc.digest), fail: (err) => tar.destroy(err), close: async () => undefined };
+}
+
+function onThread(layer: LayerPlan, signal: AbortSignal | undefined): LayerDecoder {
+  const thread = new ZstdLayerThread(layer.desc.digest, signal);
+  return { input: thread.input, entries: thread.entries(), fail: (err) => thread.fail(err), close: () => thread.close() };
 }
 
 /** Counts a blob's bytes as they pass and reports progress; `done` only after the last byte. */
@@ -62,7 +91,8 @@ class ProgressCounter extends Transform {
   #reported = 0;
 
   constructor(desc: Descriptor, report: ((event: ProgressEvent) => void) | undefined) {
-    super();
+    // Room for whole network chunks, or every one of them would stop and restart the flow.
+    super({ highWaterMark: 1 << 20 });
     this.#desc = desc;
     this.#report = report;
     this.#emit('start');
