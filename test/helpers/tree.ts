@@ -1,11 +1,19 @@
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, lstat, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll } from 'vitest';
 
-export const FIXTURES = new URL('../../../shared/fixtures/', import.meta.url).pathname;
+/**
+ * The project's shared fixtures: $CKPT_FIXTURES, else `shared/fixtures` beside the checkout, else
+ * where this project's machines keep them (a clone made anywhere else still finds them).
+ */
+export const FIXTURES =
+  process.env.CKPT_FIXTURES ??
+  [new URL('../../../shared/fixtures/', import.meta.url).pathname, '/work/shared/fixtures/'].find((dir) => existsSync(dir)) ??
+  '/work/shared/fixtures/';
 export const fixture = (name: string): string => join(FIXTURES, name);
 
 export const ARCHIVE_FIXTURES = [

@@ -9,8 +9,9 @@ import { CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../../src/oci/mediatypes.js
 import type { Descriptor } from '../../src/oci/schemas.js';
 import { sha256 } from '../../src/oci/digest.js';
 import { type TarSpec, tarOf } from '../tar/build-tar.js';
+import { fixture } from '../helpers/tree.js';
 
-export const FIXTURE_LAYOUT = '/work/shared/fixtures/podman-image-layout';
+export const FIXTURE_LAYOUT = fixture('podman-image-layout');
 export const FIXTURE_TAG = 'counter-ckpt';
 /** The fixture image's only layer (tar+gzip). */
 export const FIXTURE_LAYER = 'sha256:4bf001ad78b7daffbf8086942e28f5197ca211e99c219ad18b4982f7669a6d9c';

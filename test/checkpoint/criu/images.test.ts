@@ -21,8 +21,8 @@ import {
   InventorySchema,
   PstreeEntrySchema,
 } from '../../../src/checkpoint/criu/schemas.js';
+import { FIXTURES } from '../../helpers/tree.js';
 
-const FIXTURES = '/work/shared/fixtures';
 const RAW = join(FIXTURES, 'criu-raw-shell');
 
 /** Runs fn and returns the CkptError INVALID_METADATA it must throw. */
