@@ -117,7 +117,8 @@ async function writeLayers(
   const metadata = newLayer('metadata');
   const pages: Array<LayerWriter | Promise<WrittenLayer>> = [];
   let rootfs: LayerWriter | undefined;
-  const writers = () => [metadata, ...pages.filter((p) => p instanceof LayerWriter), ...(rootfs ? [rootfs] : [])];
+  /** Every layer in manifest order: those still being written and the workers' results. */
+  const all = () => [metadata, ...pages, ...(rootfs ? [rootfs] : [])];
   const closed = new Map<LayerWriter, Promise<WrittenLayer>>();
   const close = (layer: LayerWriter | Promise<WrittenLayer>): Promise<WrittenLayer> => {
     if (!(layer instanceof LayerWriter)) return layer;
@@ -168,11 +169,11 @@ async function writeLayers(
       await layer.add(entry, open?.(), tap);
     }
     startPages(groups.rest());
-    return await Promise.all([metadata, ...pages, ...(rootfs ? [rootfs] : [])].map(close));
+    return await Promise.all(all().map(close));
   } catch (err) {
     stop.abort(err);
-    for (const layer of writers()) layer.abort(err as Error);
-    await Promise.allSettled([metadata, ...pages, ...(rootfs ? [rootfs] : [])].map(close));
+    for (const layer of all()) if (layer instanceof LayerWriter) layer.abort(err as Error);
+    await Promise.allSettled(all().map(close));
     // What failed first, not the abort it caused elsewhere.
     throw stop.signal.reason;
   }

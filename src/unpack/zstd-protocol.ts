@@ -34,5 +34,4 @@ export type FromZstdWorker =
   | { type: 'done'; bytes: number }
   /** The tar ended where it may. */
   | { type: 'end' }
-  /** `errno` when writing a file failed. */
-  | { type: 'error'; error: ThreadError; errno?: string };
+  | { type: 'error'; error: ThreadError };

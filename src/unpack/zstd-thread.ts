@@ -115,10 +115,7 @@ export class ZstdLayerThread {
       this.#free.push(message.data);
       this.#freed?.();
     } else if (message.type === 'error') {
-      const err = errorFromThread(message.error);
-      // The code fromSystemError() maps, for the file the caller knows.
-      if (message.errno) Object.assign(err, { code: message.errno });
-      this.fail(err);
+      this.fail(errorFromThread(message.error));
     } else {
       this.#queue.push(message);
       this.#wake?.();

@@ -170,7 +170,7 @@ class LayerReader {
     this.#failed = true;
     const errno = (err as NodeJS.ErrnoException).code;
     // A failed write is the file system's: the main thread names the file. Anything else broke the layer.
-    if (typeof errno === 'string' && /^E[A-Z]+$/.test(errno)) post({ type: 'error', error: errorToThread(err), errno });
+    if (typeof errno === 'string' && /^E[A-Z]+$/.test(errno)) post({ type: 'error', error: errorToThread(err) });
     else post({ type: 'error', error: errorToThread(corruptArchive(err, subject)) });
   }
 }
