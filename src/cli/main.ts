@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { setMaxListeners } from 'node:events';
+import { setFlagsFromString } from 'node:v8';
 import { Command } from 'commander';
 import { ExitCode } from '../errors.js';
 import { reportError } from './errors.js';
@@ -22,6 +23,11 @@ Exit codes:
   7    integrity: content does not match its digest or size
   8    local write failed: disk full, permission, destination in the way
   130  interrupted`;
+
+// undici parses HTTP with a WebAssembly module that V8 recompiles in the background once it runs
+// hot, and Node waits for that compilation before it exits: ~0.3 s on every short command, such as a
+// re-push that sends nothing. The baseline compiler alone parses fast enough for our traffic.
+setFlagsFromString('--liftoff-only');
 
 export function program(signal: AbortSignal): Command {
   const cli = new Command('ckpt')

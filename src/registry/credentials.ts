@@ -1,4 +1,4 @@
-import { execa, type Result } from 'execa';
+import type { Result } from 'execa';
 import { z } from 'zod';
 import { CkptError } from '../errors.js';
 import { authFilePaths, readAuthFile, type AuthEntry, type AuthFile, type AuthFileOptions } from './auth-file.js';
@@ -152,6 +152,8 @@ async function runHelper(
     throw new CkptError('INVALID_METADATA', `invalid credential helper name ${JSON.stringify(name)}`, { subject: file });
   }
   const program = `docker-credential-${name}`;
+  // Loaded here: most registries need no helper, and every command would pay for execa's start-up.
+  const { execa } = await import('execa');
   const result = await execa(program, ['get'], { input: serverUrl, env: env ?? process.env, extendEnv: false, reject: false });
   if (result.failed) {
     if (NOT_FOUND_RE.test(`${result.stdout}\n${result.stderr}`)) return undefined;
