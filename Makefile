@@ -1,6 +1,6 @@
 # Set-up and checks. `make demo` and `make test` work on a fresh Debian 12 machine with Node.js 20.
 NODE_BIN := node_modules/.bin
-CKPT := node dist/cli/main.js
+CKPT := node dist/cli/ckpt.js
 DEMO := demo-layout
 
 .PHONY: deps build lint typecheck schemas demo test-deps test test-unit test-e2e e2e-root bench clean
@@ -12,7 +12,8 @@ deps: node_modules/.package-lock.json
 
 build: deps
 	$(NODE_BIN)/tsc -p tsconfig.json
-	chmod +x dist/cli/main.js
+	node scripts/bundle.mjs
+	chmod +x dist/cli/ckpt.js
 
 lint: deps
 	$(NODE_BIN)/eslint .

@@ -3,7 +3,7 @@
  * function (self time) and by source file (self time), with idle time (waiting on I/O, child
  * processes or zstd's worker threads) shown apart.
  *
- *   node --cpu-prof --cpu-prof-dir bench/results/profiles dist/cli/main.js push ...
+ *   node --cpu-prof --cpu-prof-dir bench/results/profiles dist/cli/ckpt.js push ...
  *   node node_modules/.cache/ckpt-bench/profile.js bench/results/profiles/CPU.*.cpuprofile [--top 25]
  */
 import { readFileSync } from 'node:fs';

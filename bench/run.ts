@@ -30,7 +30,7 @@ import { ensureCheckpoint, type GenerateResult, parseSize } from './generate.js'
 
 const REPO = process.cwd();
 /** The CLI measured: a copy of dist/ taken when the run starts, so a rebuild during the run changes nothing. */
-let CKPT = join(REPO, 'dist', 'cli', 'main.js');
+let CKPT = join(REPO, 'dist', 'cli', 'ckpt.js');
 const env = process.env;
 const SIZE = parseSize(env.BENCH_SIZE ?? '1G');
 const SEED = env.BENCH_SEED ?? '1';
@@ -526,7 +526,7 @@ function layerBytes(stdout: string): number | undefined {
 // ---- the run ----------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  if (!existsSync(CKPT)) throw new Error(`${CKPT} is missing: build first (npx tsc -p tsconfig.json)`);
+  if (!existsSync(CKPT)) throw new Error(`${CKPT} is missing: build first (make build)`);
   mkdirSync(WORK, { recursive: true });
   mkdirSync(RESULTS, { recursive: true });
   // Under node_modules/ (which linters skip); its imports resolve to the project's node_modules.
@@ -536,7 +536,7 @@ async function main(): Promise<void> {
   cpSync(join(REPO, 'dist'), join(snapshot, 'dist'), { recursive: true });
   copyFileSync(join(REPO, 'package.json'), join(snapshot, 'package.json'));
   const distBuilt = statSync(CKPT).mtime.toISOString();
-  CKPT = join(snapshot, 'dist', 'cli', 'main.js');
+  CKPT = join(snapshot, 'dist', 'cli', 'ckpt.js');
   const startedAt = new Date();
   const load0 = loadavg();
   const hasPull = (await run('node', [CKPT, 'pull', '--help'], { allowFail: true })).code === 0;

@@ -2,6 +2,8 @@
  * The URL of the compiled worker module `path` (relative to `src/`, without extension). Node runs
  * only JavaScript in a worker thread, so where ckpt itself runs from TypeScript sources (the tests
  * run `src/` through vitest), the worker comes from the build in `dist/`: `make build` first.
+ * The CLI bundle (dist/cli/ckpt.js) calls this from one directory below `dist/` too, so the same
+ * relative path finds the workers tsc wrote.
  */
 export function workerUrl(path: string): URL {
   const here = new URL(import.meta.url);

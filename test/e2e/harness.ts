@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 
 export const E2E_DIR = dirname(fileURLToPath(import.meta.url));
 export const PROJECT_DIR = resolve(E2E_DIR, '../..');
-export const CLI = join(PROJECT_DIR, 'dist/cli/main.js');
+export const CLI = join(PROJECT_DIR, 'dist/cli/ckpt.js');
 export const BASE_IMAGE = 'localhost/bbox:motd';
 /** Where the session's work directory appears inside the root. */
 export const INSIDE_WORK = '/e2e';
@@ -359,7 +359,7 @@ export async function copyWithoutAnnotations(reg: Registry, repo: string, tag: s
 
 // --- ckpt on the host ------------------------------------------------------------------------------
 
-/** Run the ckpt CLI (`node dist/cli/main.js ARGS`) on the host. Does not throw; see check(). */
+/** Run the ckpt CLI (`node dist/cli/ckpt.js ARGS`) on the host. Does not throw; see check(). */
 export async function ckpt(args: string[], opts: { timeout?: number; input?: string } = {}): Promise<RunResult> {
   const command = `ckpt ${args.join(' ')}`;
   if (!existsSync(CLI)) {

@@ -79,7 +79,7 @@ export async function treeOf(root: string): Promise<Map<string, TreeItem>> {
 }
 
 /** The CLI as a user runs it (the package is built before the tests run). */
-export const CKPT = new URL('../../dist/cli/main.js', import.meta.url).pathname;
+export const CKPT = new URL('../../dist/cli/ckpt.js', import.meta.url).pathname;
 export function ckpt(args: string[], options: { input?: string; env?: Record<string, string> } = {}) {
   return execa('node', [CKPT, ...args], { reject: false, input: options.input, env: options.env });
 }
