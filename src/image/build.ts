@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { availableParallelism } from 'node:os';
-import type { CheckpointSource } from '../checkpoint/entry.js';
+import type { Readable, Writable } from 'node:stream';
+import type { CheckpointSource, TreeEntry } from '../checkpoint/entry.js';
 import { collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
 import { interpretScan } from '../checkpoint/metadata.js';
 import { CheckpointScanner, type LayerRole, layerRole } from '../checkpoint/scan.js';
@@ -15,7 +16,7 @@ import type { Descriptor, ImageConfig, Index, Manifest } from '../oci/schemas.js
 import { type Compat, CkptAnnotation, imageAnnotations } from './annotations.js';
 import { BuildCache, type CachedBuild } from './cache.js';
 import { LayerWriter, layerTransfer, type WrittenLayer } from './layer.js';
-import { writePageLayer } from './page-layer.js';
+import { PageLayerFeed, writePageLayer } from './page-layer.js';
 import type { PageEntry } from './page-protocol.js';
 
 export interface BuildImageOptions extends TransferOptions {
@@ -91,8 +92,8 @@ class PageGroups<T> {
  * Writes the layers of a checkpoint image while reading its source once: each entry goes to the
  * layer of its role, page layers are cut at a size bound, and every layer streams to the store as
  * it is compressed. Page files that can be read by offset (a directory, an uncompressed archive)
- * are written by worker threads, several layers at once; others stream through the main thread,
- * one page layer at a time.
+ * are written by worker threads, several layers at once; others (a compressed archive, an image)
+ * are fed to a worker thread by the main thread as it reads them, one page layer at a time.
  */
 async function writeLayers(
   source: CheckpointSource,
@@ -115,13 +116,15 @@ async function writeLayers(
   const newLayer = (role: LayerRole) =>
     new LayerWriter(role, target, { compression, level, transfer: layerTransfer(transfer, nextId(role)) });
   const metadata = newLayer('metadata');
-  const pages: Array<LayerWriter | Promise<WrittenLayer>> = [];
+  type Writing = LayerWriter | PageLayerFeed;
+  const pages: Array<Writing | Promise<WrittenLayer>> = [];
   let rootfs: LayerWriter | undefined;
   /** Every layer in manifest order: those still being written and the workers' results. */
   const all = () => [metadata, ...pages, ...(rootfs ? [rootfs] : [])];
-  const closed = new Map<LayerWriter, Promise<WrittenLayer>>();
-  const close = (layer: LayerWriter | Promise<WrittenLayer>): Promise<WrittenLayer> => {
-    if (!(layer instanceof LayerWriter)) return layer;
+  const writing = (layer: Writing | Promise<WrittenLayer>): layer is Writing => layer instanceof LayerWriter || layer instanceof PageLayerFeed;
+  const closed = new Map<Writing, Promise<WrittenLayer>>();
+  const close = (layer: Writing | Promise<WrittenLayer>): Promise<WrittenLayer> => {
+    if (!writing(layer)) return layer;
     let done = closed.get(layer);
     if (!done) closed.set(layer, (done = layer.close()));
     return done;
@@ -140,29 +143,42 @@ async function writeLayers(
     written.catch((err: unknown) => stop.abort(err));
     pages.push(written);
   };
+  const newFeed = (feedCompression: Exclude<Compression, 'gzip'>): PageLayerFeed => {
+    // The layer being fed is the only one compressing: it gets every zstd thread.
+    const feed = new PageLayerFeed({ compression: feedCompression, level, threads: defaultThreads() }, target, layerTransfer(transfer, nextId('pages')));
+    feed.written.catch((err: unknown) => stop.abort(err));
+    return feed;
+  };
+  /** Page files read in order: fed to a worker under the `header` it can write, else through tar-stream. */
+  const addPages = async (entry: TreeEntry, header: Uint8Array | undefined, content: Readable | undefined, tap: Writable | undefined) => {
+    const current = pages.at(-1);
+    let layer = current && writing(current) && current instanceof PageLayerFeed === (header !== undefined) && current.contentBytes + entry.size <= maxLayerBytes ? current : undefined;
+    if (!layer) {
+      // One streamed page layer at a time: its upload has kept pace with compression, so little
+      // is left to wait for, and memory holds one compressor and one upload window, not two.
+      if (current) await close(current);
+      layer = header && threadCompression ? newFeed(threadCompression) : newLayer('pages');
+      pages.push(layer);
+    }
+    if (layer instanceof PageLayerFeed) await layer.add(entry, header as Uint8Array, content);
+    else await layer.add(entry, content, tap);
+  };
   try {
     for await (const { entry, open, region } of source.entries(signal)) {
       const role = layerRole(entry.path);
       const tap = scanner.observe(entry);
-      // zstd and uncompressed page files that can be read by offset go to the workers.
-      const header = role === 'pages' && region && !tap && threadCompression ? ustarFileHeader(entry) : undefined;
+      // zstd and uncompressed page files go to the workers, where the worker can write their header.
+      const header = role === 'pages' && !tap && threadCompression ? ustarFileHeader(entry) : undefined;
       if (header && region) {
         startPages(groups.add({ header, path: region.path, offset: region.offset, size: entry.size }, entry.size));
         continue;
       }
-      let layer = metadata;
       if (role === 'pages') {
-        const current = pages.at(-1);
-        if (current instanceof LayerWriter && current.contentBytes + entry.size <= maxLayerBytes) {
-          layer = current;
-        } else {
-          // One streamed page layer at a time: its upload has kept pace with compression, so little
-          // is left to wait for, and memory holds one compressor and one upload window, not two.
-          if (current) await close(current);
-          layer = newLayer('pages');
-          pages.push(layer);
-        }
-      } else if (role === 'rootfs-diff') {
+        await addPages(entry, header, open?.(), tap);
+        continue;
+      }
+      let layer = metadata;
+      if (role === 'rootfs-diff') {
         rootfs ??= newLayer('rootfs-diff');
         layer = rootfs;
       }
@@ -172,7 +188,7 @@ async function writeLayers(
     return await Promise.all(all().map(close));
   } catch (err) {
     stop.abort(err);
-    for (const layer of all()) if (layer instanceof LayerWriter) layer.abort(err as Error);
+    for (const layer of all()) if (writing(layer)) layer.abort(err as Error);
     await Promise.allSettled(all().map(close));
     // What failed first, not the abort it caused elsewhere.
     throw stop.signal.reason;

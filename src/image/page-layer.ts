@@ -1,11 +1,18 @@
+import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
+import type { TreeEntry } from '../checkpoint/entry.js';
 import type { Store, TransferOptions } from '../content/target.js';
 import { HashedReadable } from '../content/verify.js';
 import { CkptError } from '../errors.js';
+import { BlockSender } from '../threads/block-sender.js';
 import { errorFromThread } from '../threads/errors.js';
 import { workerUrl } from '../threads/worker-url.js';
 import { LAYER_MEDIA_TYPE, type WrittenLayer } from './layer.js';
-import { BLOCK_SIZE, type FromPageWorker, type PageLayerJob } from './page-protocol.js';
+import { BLOCK_SIZE, type FromPageWorker, type PageLayerJob, type ToPageWorker } from './page-protocol.js';
+
+/** Blocks of content on their way to a fed worker. */
+const FEED_BLOCKS = 3;
 
 /** The layer as the worker hands it over, with the digest and size it computed. */
 class WorkerOutput extends HashedReadable {
@@ -13,15 +20,19 @@ class WorkerOutput extends HashedReadable {
   #owed = 0;
   done: Extract<FromPageWorker, { type: 'done' }> | undefined;
 
-  constructor(worker: Worker) {
+  /** `onFree` gets back the blocks a fed worker has read. */
+  constructor(worker: Worker, onFree?: (data: ArrayBuffer) => void) {
     super();
     this.#worker = worker;
     worker.on('message', (message: FromPageWorker) => {
       switch (message.type) {
         case 'chunk':
           // Each block is answered once the stream has room for more: the worker's window moves.
-          if (this.push(Buffer.from(message.data, 0, message.length))) worker.postMessage(null);
+          if (this.push(Buffer.from(message.data, 0, message.length))) this.post({ type: 'credit' });
           else this.#owed++;
+          break;
+        case 'free':
+          onFree?.(message.data);
           break;
         case 'done':
           this.done = message;
@@ -43,11 +54,15 @@ class WorkerOutput extends HashedReadable {
   /** Sends a block back to the worker to be filled again (it is detached here). */
   override recycle(chunk: Buffer): void {
     const block = chunk.buffer;
-    if (!this.done && block instanceof ArrayBuffer && block.byteLength === BLOCK_SIZE) this.#worker.postMessage(block, [block]);
+    if (!this.done && block instanceof ArrayBuffer && block.byteLength === BLOCK_SIZE) this.post({ type: 'spare', data: block }, [block]);
   }
 
   override _read(): void {
-    for (; this.#owed > 0; this.#owed--) this.#worker.postMessage(null);
+    for (; this.#owed > 0; this.#owed--) this.post({ type: 'credit' });
+  }
+
+  post(message: ToPageWorker, transfer: ArrayBuffer[] = []): void {
+    if (!this.destroyed) this.#worker.postMessage(message, transfer);
   }
 
   get digest(): string {
@@ -61,26 +76,118 @@ class WorkerOutput extends HashedReadable {
 }
 
 /**
- * Writes a memory-pages layer on a worker thread of its own: reading the files, the tar framing,
- * both sha256 and zstd happen there, so layers compress side by side on every core and the main
- * thread only moves compressed bytes into the store. The worker waits for the store to take its
- * output (a few MiB in flight), so memory stays bounded however slow the store is.
+ * Runs a page worker for `job` and stores what it writes; `onFree` gets back the blocks a fed
+ * worker has read. The worker waits for the store to take its output (a few MiB in flight), so
+ * memory stays bounded however slow the store is.
  */
-export async function writePageLayer(job: PageLayerJob, store: Store, transfer: TransferOptions): Promise<WrittenLayer> {
+function startPageLayer(
+  job: PageLayerJob,
+  store: Store,
+  transfer: TransferOptions,
+  onFree?: (data: ArrayBuffer) => void,
+): { output: WorkerOutput; written: Promise<WrittenLayer> } {
   const { signal } = transfer;
   signal?.throwIfAborted();
-  const output = new WorkerOutput(new Worker(workerUrl('image/page-worker'), { workerData: job }));
+  const output = new WorkerOutput(new Worker(workerUrl('image/page-worker'), { workerData: job }), onFree);
+  // A failure before the store starts reading is not lost: its pipeline rejects with the stream's error.
+  output.on('error', () => undefined);
   const onAbort = (): void => {
     output.destroy(new CkptError('ABORTED', 'operation aborted'));
   };
   signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    const desc = await store.ingest(LAYER_MEDIA_TYPE[job.compression], output, transfer);
-    return { role: 'pages', desc, diffId: output.done?.diffId ?? desc.digest };
-  } catch (err) {
-    output.destroy();
-    throw err;
-  } finally {
-    signal?.removeEventListener('abort', onAbort);
+  const written = (async (): Promise<WrittenLayer> => {
+    try {
+      const desc = await store.ingest(LAYER_MEDIA_TYPE[job.compression], output, transfer);
+      return { role: 'pages', desc, diffId: output.done?.diffId ?? desc.digest };
+    } catch (err) {
+      output.destroy();
+      throw err;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  })();
+  return { output, written };
+}
+
+/**
+ * Writes a memory-pages layer from files read by offset, on a worker thread of its own: reading
+ * the files, the tar framing, both sha256 and zstd happen there, so layers compress side by side
+ * on every core and the main thread only moves compressed bytes into the store.
+ */
+export async function writePageLayer(job: Required<PageLayerJob>, store: Store, transfer: TransferOptions): Promise<WrittenLayer> {
+  return startPageLayer(job, store, transfer).written;
+}
+
+/**
+ * A memory-pages layer whose files the main thread reads from a source that cannot be read by
+ * offset (a compressed archive, an image) and feeds to a page worker, which frames, hashes and
+ * compresses them: the main thread is left with decompressing the source and the upload.
+ */
+export class PageLayerFeed {
+  /** Bytes of file content added so far, for bounding the size of page layers. */
+  contentBytes = 0;
+  readonly #output: WorkerOutput;
+  readonly #sender: BlockSender;
+  /** Settles once the layer is stored, or with the worker's or the store's failure. */
+  readonly written: Promise<WrittenLayer>;
+  #failure: Error | undefined;
+
+  constructor(job: Omit<PageLayerJob, 'entries'>, store: Store, transfer: TransferOptions) {
+    const sender = new BlockSender((data, length) => output.post({ type: 'content', data, length }, [data]), FEED_BLOCKS, BLOCK_SIZE);
+    const { output, written } = startPageLayer(job, store, transfer, (data) => sender.give(data));
+    this.#output = output;
+    this.#sender = sender;
+    this.written = written;
+    // The worker's failure stops the feeding at once; close() reports it.
+    written.catch((err: unknown) => this.abort(err as Error));
+  }
+
+  /** Feeds one file under its ustar `header`; resolves once its bytes are handed over. */
+  async add(entry: TreeEntry, header: Uint8Array, content: Readable | undefined): Promise<void> {
+    this.contentBytes += entry.size;
+    this.#output.post({ type: 'entry', header, size: entry.size });
+    let fed = 0;
+    if (content) {
+      const ended = finished(content);
+      // By 'data' events, which hand over chunks as they are: an async iterator would concatenate
+      // whatever is buffered into fresh memory first.
+      content.on('data', (chunk: Buffer) => {
+        if (this.#failure) {
+          content.destroy();
+          return;
+        }
+        // More than announced would corrupt the layer: only the announced bytes go, the count below reports the rest.
+        const bytes = chunk.subarray(0, Math.max(0, entry.size - fed));
+        fed += chunk.length;
+        const taken = this.#sender.copy(bytes);
+        if (taken < bytes.length) {
+          content.pause();
+          void this.#sender.write(bytes.subarray(taken)).then(() => content.resume());
+        }
+      });
+      try {
+        await ended;
+      } catch (err) {
+        throw this.#failure ?? err;
+      }
+    }
+    this.#sender.flush();
+    if (this.#failure) throw this.#failure;
+    if (fed !== entry.size) {
+      throw new CkptError('READ_FAILED', `${entry.path}: read ${fed} bytes of a ${entry.size}-byte file`, { subject: entry.path });
+    }
+  }
+
+  /** Ends the layer and waits until it is stored. */
+  close(): Promise<WrittenLayer> {
+    this.#output.post({ type: 'end' });
+    return this.written;
+  }
+
+  /** Stops the worker; close() then fails with `err`. */
+  abort(err: Error): void {
+    this.#failure ??= err;
+    this.#sender.stop();
+    this.#output.destroy(err);
   }
 }

@@ -13,7 +13,11 @@ export interface PageEntry {
 
 /** What a page worker is asked to do (its `workerData`). */
 export interface PageLayerJob {
-  entries: PageEntry[];
+  /**
+   * The files to read by offset; without them the layer is fed: the main thread sends each file
+   * (`entry`, then its content) as it reads a source that cannot be read by offset.
+   */
+  entries?: PageEntry[];
   /** Layers are zstd-compressed or not at all here; gzip streams through the main thread. */
   compression: Exclude<Compression, 'gzip'>;
   level: number;
@@ -21,14 +25,25 @@ export interface PageLayerJob {
   threads: number;
 }
 
-/** Bytes per block a page worker hands over. */
+/** Bytes per block a page worker hands over, and per block of content it is fed. */
 export const BLOCK_SIZE = 1 << 20;
 
-/**
- * Messages from a page worker. The main thread answers each `chunk` with an empty message once it
- * has room, and may send a block's memory back (an ArrayBuffer) once the block was copied.
- */
+/** Messages to a page worker. */
+export type ToPageWorker =
+  /** The main thread took a block: one more may be sent. */
+  | { type: 'credit' }
+  /** A block's memory, copied and sent back to be filled again. */
+  | { type: 'spare'; data: ArrayBuffer }
+  /** Fed layers: the next file, whose `size` bytes follow in `content` messages. */
+  | { type: 'entry'; header: Uint8Array; size: number }
+  /** Fed layers: file content, in a block the worker hands back (`free`) once read. */
+  | { type: 'content'; data: ArrayBuffer; length: number }
+  /** Fed layers: no more files. */
+  | { type: 'end' };
+
+/** Messages from a page worker; each `chunk` is answered with a `credit` once the main thread has room. */
 export type FromPageWorker =
   | { type: 'chunk'; data: ArrayBuffer; length: number }
+  | { type: 'free'; data: ArrayBuffer }
   | { type: 'done'; digest: string; size: number; diffId: string }
   | { type: 'error'; error: ThreadError };

@@ -1,8 +1,9 @@
 /**
- * Worker thread of `writePageLayer` (page-layer.ts). It writes one memory-pages layer from file
- * regions in a plain loop: read into a reused buffer, sha256 of the tar (the diff_id), zstd into
- * the block handed over, sha256 of the blob. Streams would allocate a fresh buffer per read and
- * copy it again; on these sizes that costs more than the hashing.
+ * Worker thread of `writePageLayer` and `PageLayerFeed` (page-layer.ts). It writes one memory-pages
+ * layer in a plain loop: read into a reused buffer (or take the block the main thread fed), sha256
+ * of the tar (the diff_id), zstd into the block handed over, sha256 of the blob. Streams would
+ * allocate a fresh buffer per read and copy it again; on these sizes that costs more than the
+ * hashing.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
@@ -11,7 +12,7 @@ import zstd from 'zstd-napi/binding.js';
 import { CkptError, fromSystemError } from '../errors.js';
 import { errorToThread } from '../threads/errors.js';
 import { TAR_END, tarPadding } from '../tar/ustar.js';
-import { BLOCK_SIZE, type FromPageWorker, type PageLayerJob } from './page-protocol.js';
+import { BLOCK_SIZE, type FromPageWorker, type PageLayerJob, type ToPageWorker } from './page-protocol.js';
 
 /** Blocks the main thread has not taken yet. */
 const WINDOW = 4;
@@ -19,6 +20,32 @@ const BLOCK = BLOCK_SIZE;
 
 if (!parentPort) throw new Error('page-worker runs only as a worker thread');
 const port = parentPort;
+
+function post(message: FromPageWorker, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(message, transfer);
+}
+
+type Fed = Extract<ToPageWorker, { type: 'entry' | 'content' | 'end' }>;
+
+/** What the main thread feeds a layer that is not read by offset, in order. */
+class Feed {
+  readonly #queue: Fed[] = [];
+  #wake: (() => void) | undefined;
+
+  push(message: Fed): void {
+    this.#queue.push(message);
+    this.#wake?.();
+    this.#wake = undefined;
+  }
+
+  async next(): Promise<Fed> {
+    for (;;) {
+      const message = this.#queue.shift();
+      if (message) return message;
+      await new Promise<void>((ok) => (this.#wake = ok));
+    }
+  }
+}
 
 /** An unpooled block (a pooled one shares its memory and cannot be transferred), left unzeroed: zeroing fresh memory costs as much here as hashing it. */
 function freshBlock(): Uint8Array<ArrayBuffer> {
@@ -39,16 +66,16 @@ class Output {
   #credits = WINDOW;
   #wake: (() => void) | undefined;
 
-  constructor() {
-    port.on('message', (message: ArrayBuffer | null) => {
-      if (message) {
-        this.#spare.push(message);
-        return;
-      }
-      this.#credits++;
-      this.#wake?.();
-      this.#wake = undefined;
-    });
+  /** A block's memory, sent back once copied. */
+  spare(data: ArrayBuffer): void {
+    this.#spare.push(data);
+  }
+
+  /** The main thread took a block. */
+  credit(): void {
+    this.#credits++;
+    this.#wake?.();
+    this.#wake = undefined;
   }
 
   /** The free end of the current block, to write into and then `commit`. */
@@ -82,7 +109,7 @@ class Output {
     while (this.#credits === 0) await new Promise<void>((ok) => (this.#wake = ok));
     this.#credits--;
     const data = this.#block.buffer;
-    port.postMessage({ type: 'chunk', data, length: this.#used } satisfies FromPageWorker, [data]);
+    post({ type: 'chunk', data, length: this.#used }, [data]);
     this.#block = this.#nextBlock();
     this.#used = 0;
   }
@@ -153,6 +180,12 @@ async function readRegion(
 
 async function run(job: PageLayerJob): Promise<void> {
   const output = new Output();
+  const feed = new Feed();
+  port.on('message', (message: ToPageWorker) => {
+    if (message.type === 'credit') output.credit();
+    else if (message.type === 'spare') output.spare(message.data);
+    else feed.push(message);
+  });
   // Uncompressed, the blob is the tar: its digest is the diff_id, and file content is read
   // straight into the output. Compressed, the tar is hashed on its way into zstd.
   const zstdOut = job.compression === 'zstd' ? new Compressor(job, output) : undefined;
@@ -161,18 +194,35 @@ async function run(job: PageLayerJob): Promise<void> {
     diff?.update(bytes);
     await (zstdOut ? zstdOut.write(bytes, end) : output.write(bytes));
   };
-  const buffer = Buffer.allocUnsafe(BLOCK);
-  for (const { header, path, offset, size } of job.entries) {
-    await tar(header);
-    if (zstdOut) await readRegion(path, offset, size, () => buffer, (n) => tar(buffer.subarray(0, n)));
-    else await readRegion(path, offset, size, () => output.space(), (n) => output.commit(n));
-    await tar(TAR_END.subarray(0, tarPadding(size)));
+  if (job.entries) {
+    const buffer = Buffer.allocUnsafe(BLOCK);
+    for (const { header, path, offset, size } of job.entries) {
+      await tar(header);
+      if (zstdOut) await readRegion(path, offset, size, () => buffer, (n) => tar(buffer.subarray(0, n)));
+      else await readRegion(path, offset, size, () => output.space(), (n) => output.commit(n));
+      await tar(TAR_END.subarray(0, tarPadding(size)));
+    }
+  } else {
+    // The main thread sends each file's exact size; anything else is a bug there, not bad input.
+    const unexpected = (message: Fed) => new Error(`page worker: unexpected ${message.type} message`);
+    for (let file = await feed.next(); file.type !== 'end'; file = await feed.next()) {
+      if (file.type !== 'entry') throw unexpected(file);
+      await tar(file.header);
+      for (let left = file.size; left > 0; ) {
+        const content = await feed.next();
+        if (content.type !== 'content' || content.length > left) throw unexpected(content);
+        await tar(new Uint8Array(content.data, 0, content.length));
+        left -= content.length;
+        post({ type: 'free', data: content.data }, [content.data]);
+      }
+      await tar(TAR_END.subarray(0, tarPadding(file.size)));
+    }
   }
   await tar(TAR_END, true);
   const blob = await output.end();
-  port.postMessage({ type: 'done', ...blob, diffId: diff ? `sha256:${diff.digest('hex')}` : blob.digest } satisfies FromPageWorker);
+  post({ type: 'done', ...blob, diffId: diff ? `sha256:${diff.digest('hex')}` : blob.digest });
 }
 
 run(workerData as PageLayerJob).catch((err: unknown) => {
-  port.postMessage({ type: 'error', error: errorToThread(err) } satisfies FromPageWorker);
+  post({ type: 'error', error: errorToThread(err) });
 });

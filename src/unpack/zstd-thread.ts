@@ -2,6 +2,7 @@ import { Readable, Writable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { CkptError } from '../errors.js';
 import type { TarEntry } from '../tar/extract.js';
+import { BlockSender } from '../threads/block-sender.js';
 import { errorFromThread } from '../threads/errors.js';
 import { workerUrl } from '../threads/worker-url.js';
 import type { FromZstdWorker, ToZstdWorker, ZstdLayerJob } from './zstd-protocol.js';
@@ -26,10 +27,7 @@ export class ZstdLayerThread {
   readonly #subject: string;
   readonly #signal: AbortSignal | undefined;
   readonly #worker: Worker;
-  readonly #free: ArrayBuffer[] = [];
-  #filling: Uint8Array | undefined;
-  #filled = 0;
-  #freed: (() => void) | undefined;
+  readonly #sender = new BlockSender((data, length) => this.#post({ type: 'input', data, length }, [data]), INPUT_BUFFERS, INPUT_SIZE);
   /** The worker's messages about entries, in order, for `entries()`. */
   readonly #queue: FromZstdWorker[] = [];
   #wake: (() => void) | undefined;
@@ -40,7 +38,6 @@ export class ZstdLayerThread {
   constructor(subject: string, signal: AbortSignal | undefined) {
     this.#subject = subject;
     this.#signal = signal;
-    for (let i = 0; i < INPUT_BUFFERS; i++) this.#free.push(new ArrayBuffer(INPUT_SIZE));
     this.#worker = new Worker(workerUrl('unpack/zstd-worker'), { workerData: { subject } satisfies ZstdLayerJob });
     this.#worker.on('message', (message: FromZstdWorker) => this.#receive(message));
     this.#worker.on('error', (err) => this.fail(err));
@@ -49,12 +46,12 @@ export class ZstdLayerThread {
       // Chunks are taken at once while a buffer is free: no stream back-pressure per chunk.
       highWaterMark: INPUT_SIZE,
       write: (chunk: Buffer, _encoding, done) => {
-        const taken = this.#copy(chunk);
+        const taken = this.#sender.copy(chunk);
         if (taken === chunk.length) done();
-        else void this.#write(chunk.subarray(taken)).then(() => done());
+        else void this.#sender.write(chunk.subarray(taken)).then(() => done());
       },
       final: (done) => {
-        if (this.#filling) this.#send();
+        this.#sender.flush();
         this.#post({ type: 'end' });
         done();
       },
@@ -101,7 +98,7 @@ export class ZstdLayerThread {
     this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#stopped = this.#worker.terminate();
     this.#wake?.();
-    this.#freed?.();
+    this.#sender.stop();
   }
 
   /** Stops the worker and waits until it is gone. */
@@ -112,8 +109,7 @@ export class ZstdLayerThread {
 
   #receive(message: FromZstdWorker): void {
     if (message.type === 'free') {
-      this.#free.push(message.data);
-      this.#freed?.();
+      this.#sender.give(message.data);
     } else if (message.type === 'error') {
       this.fail(errorFromThread(message.error));
     } else {
@@ -124,40 +120,6 @@ export class ZstdLayerThread {
 
   #post(message: ToZstdWorker, transfer: ArrayBuffer[] = []): void {
     if (this.#failure === undefined) this.#worker.postMessage(message, transfer);
-  }
-
-  /** Copies the rest of a chunk as input buffers come back. */
-  async #write(chunk: Buffer): Promise<void> {
-    for (let from = 0; from < chunk.length; ) {
-      await new Promise<void>((ok) => (this.#freed = ok));
-      from += this.#copy(chunk.subarray(from));
-    }
-  }
-
-  /** Copies what fits into the free input buffers; returns the bytes taken. */
-  #copy(chunk: Buffer): number {
-    let from = 0;
-    while (from < chunk.length && this.#failure === undefined) {
-      if (!this.#filling) {
-        const buffer = this.#free.pop();
-        if (!buffer) break;
-        this.#filling = new Uint8Array(buffer);
-        this.#filled = 0;
-      }
-      const n = Math.min(chunk.length - from, this.#filling.length - this.#filled);
-      this.#filling.set(chunk.subarray(from, from + n), this.#filled);
-      this.#filled += n;
-      from += n;
-      if (this.#filled === this.#filling.length) this.#send();
-    }
-    // After a failure the bytes are dropped: the layer's reader has its error.
-    return this.#failure === undefined ? from : chunk.length;
-  }
-
-  #send(): void {
-    const data = this.#filling?.buffer as ArrayBuffer;
-    this.#post({ type: 'input', data, length: this.#filled }, [data]);
-    this.#filling = undefined;
   }
 
   /** The next message about entries; after a failure, once the worker has stopped, the failure. */

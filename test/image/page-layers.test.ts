@@ -1,4 +1,4 @@
-import { readdir, truncate } from 'node:fs/promises';
+import { readdir, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -23,8 +23,8 @@ function altered(source: CheckpointSource, change: (item: SourceEntry) => Source
   };
 }
 
-/** Without regions, every page layer streams through the main thread as before workers existed. */
-const streamed = (source: CheckpointSource) => altered(source, ({ entry, open }) => ({ entry, open }));
+/** Without regions, the main thread reads every page file and feeds it to a worker, as from a compressed archive. */
+const fed = (source: CheckpointSource) => altered(source, ({ entry, open }) => ({ entry, open }));
 
 async function pageLayers(source: CheckpointSource, compression: Compression): Promise<WrittenLayer[]> {
   const layout = await OciLayout.open(join(await tempDir(), 'layout'), { create: true });
@@ -37,11 +37,11 @@ const summary = (layers: WrittenLayer[]) => layers.map((l) => ({ digest: l.desc.
 
 describe('page layers written on worker threads', () => {
   for (const compression of ['zstd', 'none'] as const) {
-    it(`are the bytes the streamed path writes (${compression}), from a directory and from an uncompressed archive`, async () => {
+    it(`are the same bytes read by offset as fed by the main thread (${compression}), from a directory and from an uncompressed archive`, async () => {
       for (const input of [await extractFixture('podman-counter.tar'), fixture('podman-counter.tar')]) {
         const threaded = await pageLayers(await openCheckpoint(input), compression);
         expect(threaded.length).toBeGreaterThan(1);
-        expect(summary(threaded)).toEqual(summary(await pageLayers(streamed(await openCheckpoint(input)), compression)));
+        expect(summary(threaded)).toEqual(summary(await pageLayers(fed(await openCheckpoint(input)), compression)));
         if (compression === 'none') for (const l of threaded) expect(l.diffId).toBe(l.desc.digest);
       }
     });
@@ -72,22 +72,45 @@ describe('page layers written on worker threads', () => {
     expect((await readdir(layoutDir)).sort()).not.toContain('.ingest');
   });
 
-  it('stop on abort with ABORTED, leaving no image', async () => {
+  for (const name of ['podman-counter.tar', 'podman-counter.tar.zst']) {
+    it(`stop on abort with ABORTED, leaving no image (${name})`, async () => {
+      const layoutDir = join(await tempDir(), 'layout');
+      const layout = await OciLayout.open(layoutDir, { create: true });
+      const stop = new AbortController();
+      const err = await rejection(
+        buildImage(await openCheckpoint(fixture(name)), layout, {
+          hostInfo: false,
+          maxLayerBytes: 100_000,
+          tag: 't',
+          signal: stop.signal,
+          onProgress: (event) => {
+            if (event.id?.includes('pages')) stop.abort();
+          },
+        }),
+      );
+      expect(err.code).toBe('ABORTED');
+      await expect(layout.resolve('t')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      expect((await readdir(layoutDir)).sort()).not.toContain('.ingest');
+    });
+  }
+
+  it('fail with CORRUPT_ARCHIVE when a compressed archive breaks inside a page file being fed, and leave no image', async () => {
+    const zst = join(await tempDir(), 'counter.tar.zst');
+    await execa('zstd', ['-q', fixture('podman-counter.tar'), '-o', zst]);
+    await truncate(zst, Math.floor((await stat(zst)).size / 2));
+    // Where the archive now breaks, in bytes of tar: inside pages-1.img, which the main thread is feeding.
+    const prefix = (await execa('sh', ['-c', `zstd -dc ${zst} 2>/dev/null | wc -c`])).stdout.trim();
+    let pages: { offset: number; size: number } | undefined;
+    for await (const { entry, region } of (await openCheckpoint(fixture('podman-counter.tar'))).entries()) {
+      if (entry.path === 'checkpoint/pages-1.img' && region) pages = { offset: region.offset, size: entry.size };
+    }
+    expect(Number(prefix)).toBeGreaterThan(pages?.offset ?? Infinity);
+    expect(Number(prefix)).toBeLessThan((pages?.offset ?? 0) + (pages?.size ?? 0));
     const layoutDir = join(await tempDir(), 'layout');
     const layout = await OciLayout.open(layoutDir, { create: true });
-    const stop = new AbortController();
-    const err = await rejection(
-      buildImage(await openCheckpoint(fixture('podman-counter.tar')), layout, {
-        hostInfo: false,
-        maxLayerBytes: 100_000,
-        tag: 't',
-        signal: stop.signal,
-        onProgress: (event) => {
-          if (event.id?.includes('pages')) stop.abort();
-        },
-      }),
-    );
-    expect(err.code).toBe('ABORTED');
+    const err = await rejection(buildImage(await openCheckpoint(zst), layout, { hostInfo: false, tag: 't' }));
+    expect(err.code).toBe('CORRUPT_ARCHIVE');
+    expect(err.message).toContain(zst);
     await expect(layout.resolve('t')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     expect((await readdir(layoutDir)).sort()).not.toContain('.ingest');
   });
