@@ -3,6 +3,7 @@ import { finished } from 'node:stream/promises';
 import { extract, type Header } from 'tar-stream';
 import type { SourceEntry, TreeEntry } from '../checkpoint/entry.js';
 import { CkptError } from '../errors.js';
+import { type PaxFields, paxFields } from './pax.js';
 import { assertSafeLink, safeEntryPath } from './safety.js';
 
 const TYPES: Partial<Record<NonNullable<Header['type']>, TreeEntry['type']>> = {
@@ -27,18 +28,32 @@ export function treeEntry(header: Partial<Header> & Pick<Header, 'name'>, subjec
   if ((type === 'symlink' || type === 'hardlink') && header.linkname != null) {
     assertSafeLink(path, header.linkname, type, subject);
   }
+  // tar-stream applies a PAX header's path, linkpath and size; the owner and the sub-second mtime
+  // are applied here, as the index of an uncompressed archive does (seek.ts).
+  const pax = paxOf(header, subject);
   return {
     path,
     type,
     mode: (header.mode ?? (type === 'directory' ? 0o755 : 0o644)) & 0o7777,
-    uid: header.uid ?? 0,
-    gid: header.gid ?? 0,
-    uname: header.uname || undefined,
-    gname: header.gname || undefined,
-    mtime: header.mtime ?? new Date(0),
+    uid: pax.uid ?? header.uid ?? 0,
+    gid: pax.gid ?? header.gid ?? 0,
+    uname: (pax.uname ?? header.uname) || undefined,
+    gname: (pax.gname ?? header.gname) || undefined,
+    mtime: pax.mtime ?? header.mtime ?? new Date(0),
     size: type === 'file' ? (header.size ?? 0) : 0,
     linkname: header.linkname ?? undefined,
   };
+}
+
+/** The PAX records tar-stream left on a header (`pax`), as header fields. */
+function paxOf(header: Partial<Header>, subject: string): PaxFields {
+  const records = header.pax;
+  if (!records || typeof records !== 'object') return {};
+  const strings = Object.entries(records).filter((record): record is [string, string] => typeof record[1] === 'string');
+  return paxFields(new Map(strings), (key, value) => {
+    const why = `invalid PAX ${key} ${JSON.stringify(value)} for ${JSON.stringify(header.name)}`;
+    return new CkptError('CORRUPT_ARCHIVE', `truncated or corrupt archive (${why})`, { subject });
+  });
 }
 
 /** Turns what tar-stream says about a broken archive into one line a user understands. */

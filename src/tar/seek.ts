@@ -3,6 +3,7 @@ import type { Header } from 'tar-stream';
 import type { SourceEntry } from '../checkpoint/entry.js';
 import { CkptError, fromSystemError } from '../errors.js';
 import { fileStream } from '../fs/file-stream.js';
+import { type PaxFields, paxFields } from './pax.js';
 import { treeEntry } from './read.js';
 import { headerChecksum } from './ustar.js';
 
@@ -48,9 +49,6 @@ const PAX = 0x78; // 'x', applies to the next entry
 const PAX_GLOBAL = 0x67; // 'g'
 const GNU_LONG_NAME = 0x4c; // 'L'
 const GNU_LONG_LINK = 0x4b; // 'K'
-
-/** What PAX records may say of an entry. */
-type PaxFields = Partial<Pick<TarHeader, 'name' | 'linkname' | 'size' | 'uid' | 'gid' | 'uname' | 'gname' | 'mtime'>>;
 
 /** What extended headers said about the next entry. */
 interface Extended {
@@ -164,8 +162,8 @@ function decodeHeader(
   };
 }
 
-/** PAX records (`LENGTH KEY=VALUE\n`, LENGTH counting the whole record): the ones a checkpoint's tree uses. */
-function paxFields(bytes: Buffer, at: number, subject: string): PaxFields {
+/** PAX records (`LENGTH KEY=VALUE\n`, LENGTH counting the whole record), as header fields. */
+function paxHeader(bytes: Buffer, at: number, subject: string): PaxFields {
   const records = new Map<string, string>();
   for (let i = 0; i < bytes.length && bytes[i] !== 0; ) {
     const space = bytes.indexOf(0x20, i);
@@ -178,34 +176,7 @@ function paxFields(bytes: Buffer, at: number, subject: string): PaxFields {
     records.set(bytes.toString('utf8', space + 1, equals), bytes.toString('utf8', equals + 1, end - 1));
     i = end;
   }
-  const invalid = (key: string, value: string) =>
-    corrupt(subject, `invalid PAX ${key} ${JSON.stringify(value)} in the header at byte ${at}`);
-  const integer = (key: string): number | undefined => {
-    const value = records.get(key);
-    if (value === undefined) return undefined;
-    if (!/^\d{1,16}$/.test(value) || !Number.isSafeInteger(Number(value))) throw invalid(key, value);
-    return Number(value);
-  };
-  const fields: PaxFields = {
-    // An empty path or linkpath does not replace the header's, as with tar-stream.
-    name: records.get('path') || undefined,
-    linkname: records.get('linkpath') || undefined,
-    size: integer('size'),
-    uid: integer('uid'),
-    gid: integer('gid'),
-    uname: records.get('uname'),
-    gname: records.get('gname'),
-  };
-  const mtime = records.get('mtime');
-  if (mtime !== undefined) {
-    // Seconds with a fraction (GNU tar writes nanoseconds); a Date keeps milliseconds.
-    const parts = /^(-?)(\d{1,15})(?:\.(\d*))?$/.exec(mtime);
-    if (!parts) throw invalid('mtime', mtime);
-    const ms = Number(parts[2]) * 1000 + Number((parts[3] ?? '').padEnd(3, '0').slice(0, 3));
-    fields.mtime = new Date(parts[1] ? -ms : ms);
-  }
-  // Only what the records say: the rest stays the header's.
-  return Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined));
+  return paxFields(records, (key, value) => corrupt(subject, `invalid PAX ${key} ${JSON.stringify(value)} in the header at byte ${at}`));
 }
 
 /**
@@ -259,7 +230,7 @@ async function* headers(file: FileWindow, signal: AbortSignal | undefined): Asyn
       position = bounded(header.size);
       const content = await file.read(start, header.size);
       extended ??= { at };
-      if (flag === PAX) extended.pax = paxFields(content, at, subject);
+      if (flag === PAX) extended.pax = paxHeader(content, at, subject);
       else if (flag === GNU_LONG_NAME) extended.longName = text(content, 0, content.length);
       else extended.longLink = text(content, 0, content.length);
       continue;
