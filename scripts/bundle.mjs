@@ -6,7 +6,8 @@ import { build } from 'esbuild';
 
 await build({
   entryPoints: ['dist/cli/main.js'],
-  // Beside main.js: worker-url.ts finds the workers relative to the module that calls it.
+  // Beside main.js: worker-url.ts resolves the workers against its own module's URL, which in the
+  // bundle is this file's, and one directory below dist/ the same relative path finds them.
   outfile: 'dist/cli/ckpt.js',
   bundle: true,
   platform: 'node',

@@ -144,7 +144,7 @@ async function writeLayers(
     pages.push(written);
   };
   const newFeed = (feedCompression: Exclude<Compression, 'gzip'>): PageLayerFeed => {
-    // The layer being fed is the only one compressing: it gets every zstd thread.
+    // The layer being fed is the only one compressing: it gets the zstd threads a lone layer gets.
     const feed = new PageLayerFeed({ compression: feedCompression, level, threads: defaultThreads() }, target, layerTransfer(transfer, nextId('pages')));
     feed.written.catch((err: unknown) => stop.abort(err));
     return feed;
@@ -152,16 +152,22 @@ async function writeLayers(
   /** Page files read in order: fed to a worker under the `header` it can write, else through tar-stream. */
   const addPages = async (entry: TreeEntry, header: Uint8Array | undefined, content: Readable | undefined, tap: Writable | undefined) => {
     const current = pages.at(-1);
-    let layer = current && writing(current) && current instanceof PageLayerFeed === (header !== undefined) && current.contentBytes + entry.size <= maxLayerBytes ? current : undefined;
-    if (!layer) {
-      // One streamed page layer at a time: its upload has kept pace with compression, so little
-      // is left to wait for, and memory holds one compressor and one upload window, not two.
+    const fits = (layer: Writing) => layer.contentBytes + entry.size <= maxLayerBytes;
+    // One streamed page layer at a time: its upload has kept pace with compression, so little is
+    // left to wait for, and memory holds one compressor and one upload window, not two.
+    const next = async <T extends Writing>(make: () => T): Promise<T> => {
       if (current) await close(current);
-      layer = header && threadCompression ? newFeed(threadCompression) : newLayer('pages');
+      const layer = make();
       pages.push(layer);
+      return layer;
+    };
+    if (header && threadCompression) {
+      const feed = current instanceof PageLayerFeed && fits(current) ? current : await next(() => newFeed(threadCompression));
+      await feed.add(entry, header, content);
+    } else {
+      const writer = current instanceof LayerWriter && fits(current) ? current : await next(() => newLayer('pages'));
+      await writer.add(entry, content, tap);
     }
-    if (layer instanceof PageLayerFeed) await layer.add(entry, header as Uint8Array, content);
-    else await layer.add(entry, content, tap);
   };
   try {
     for await (const { entry, open, region } of source.entries(signal)) {

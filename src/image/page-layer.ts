@@ -142,13 +142,27 @@ export class PageLayerFeed {
     written.catch((err: unknown) => this.abort(err as Error));
   }
 
-  /** Feeds one file under its ustar `header`; resolves once its bytes are handed over. */
+  /**
+   * Feeds one file under its ustar `header`; resolves once its bytes are handed over. A failure
+   * aborts the layer: the worker was told of bytes it will not get.
+   */
   async add(entry: TreeEntry, header: Uint8Array, content: Readable | undefined): Promise<void> {
+    try {
+      await this.#feed(entry, header, content);
+    } catch (err) {
+      this.abort(err as Error);
+      throw err;
+    }
+  }
+
+  async #feed(entry: TreeEntry, header: Uint8Array, content: Readable | undefined): Promise<void> {
     this.contentBytes += entry.size;
     this.#output.post({ type: 'entry', header, size: entry.size });
     let fed = 0;
     if (content) {
       const ended = finished(content);
+      /** The rest of a chunk waiting for blocks; the stream may end meanwhile, its bytes may not. */
+      let waiting: Promise<void> | undefined;
       // By 'data' events, which hand over chunks as they are: an async iterator would concatenate
       // whatever is buffered into fresh memory first.
       content.on('data', (chunk: Buffer) => {
@@ -162,7 +176,9 @@ export class PageLayerFeed {
         const taken = this.#sender.copy(bytes);
         if (taken < bytes.length) {
           content.pause();
-          void this.#sender.write(bytes.subarray(taken)).then(() => content.resume());
+          waiting = this.#sender.write(bytes.subarray(taken)).then(() => {
+            content.resume();
+          });
         }
       });
       try {
@@ -170,6 +186,7 @@ export class PageLayerFeed {
       } catch (err) {
         throw this.#failure ?? err;
       }
+      await waiting;
     }
     this.#sender.flush();
     if (this.#failure) throw this.#failure;

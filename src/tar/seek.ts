@@ -162,8 +162,8 @@ function decodeHeader(
   };
 }
 
-/** PAX records (`LENGTH KEY=VALUE\n`, LENGTH counting the whole record), as header fields. */
-function paxHeader(bytes: Buffer, at: number, subject: string): PaxFields {
+/** PAX records (`LENGTH KEY=VALUE\n`, LENGTH counting the whole record). */
+function paxRecords(bytes: Buffer, at: number, subject: string): Map<string, string> {
   const records = new Map<string, string>();
   for (let i = 0; i < bytes.length && bytes[i] !== 0; ) {
     const space = bytes.indexOf(0x20, i);
@@ -176,13 +176,13 @@ function paxHeader(bytes: Buffer, at: number, subject: string): PaxFields {
     records.set(bytes.toString('utf8', space + 1, equals), bytes.toString('utf8', equals + 1, end - 1));
     i = end;
   }
-  return paxFields(records, (key, value) => corrupt(subject, `invalid PAX ${key} ${JSON.stringify(value)} in the header at byte ${at}`));
+  return records;
 }
 
 /**
  * Every entry's header of an uncompressed tar file with its content's offset, in archive order,
- * reading headers only. Long names and PAX records are applied to their entry; global PAX headers
- * are ignored. Ends at two zero blocks or at the end of the file after a whole entry; a file that
+ * reading headers only. Long names and PAX records are applied to their entry; the newest global
+ * PAX header goes under an entry's own PAX records, as tar-stream does. Ends at two zero blocks or at the end of the file after a whole entry; a file that
  * ends inside a header or an entry's content, or holds a broken header, fails with CORRUPT_ARCHIVE,
  * and an entry of a type tar does not define with UNSAFE_PATH (its content's layout is unknown).
  */
@@ -201,6 +201,8 @@ export async function* indexTar(path: string, signal?: AbortSignal): AsyncGenera
 async function* headers(file: FileWindow, signal: AbortSignal | undefined): AsyncGenerator<IndexedEntry> {
   const subject = file.subject;
   let extended: Extended | undefined;
+  /** The newest global PAX records: as tar-stream, merged under the next entry's own PAX records. */
+  let global: Map<string, string> | undefined;
   for (let position = 0, zeros = 0; position < file.size; ) {
     if (signal?.aborted) throw new CkptError('ABORTED', 'operation aborted', { subject, cause: signal.reason });
     if (position + BLOCK > file.size) throw corrupt(subject, `the file ends inside the header at byte ${position}`);
@@ -221,17 +223,19 @@ async function* headers(file: FileWindow, signal: AbortSignal | undefined): Asyn
       }
       return start + padded(length);
     };
-    if (flag === PAX_GLOBAL) {
-      position = bounded(header.size);
-      continue;
-    }
-    if (flag === PAX || flag === GNU_LONG_NAME || flag === GNU_LONG_LINK) {
+    if (flag === PAX || flag === PAX_GLOBAL || flag === GNU_LONG_NAME || flag === GNU_LONG_LINK) {
       if (header.size > MAX_EXTENDED) throw corrupt(subject, `an extended header of ${header.size} bytes at byte ${at}`);
       position = bounded(header.size);
       const content = await file.read(start, header.size);
+      if (flag === PAX_GLOBAL) {
+        global = paxRecords(content, at, subject);
+        continue;
+      }
       extended ??= { at };
-      if (flag === PAX) extended.pax = paxHeader(content, at, subject);
-      else if (flag === GNU_LONG_NAME) extended.longName = text(content, 0, content.length);
+      if (flag === PAX) {
+        const records = new Map([...(global ?? []), ...paxRecords(content, at, subject)]);
+        extended.pax = paxFields(records, (key, value) => corrupt(subject, `invalid PAX ${key} ${JSON.stringify(value)} in the header at byte ${at}`));
+      } else if (flag === GNU_LONG_NAME) extended.longName = text(content, 0, content.length);
       else extended.longLink = text(content, 0, content.length);
       continue;
     }

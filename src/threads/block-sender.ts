@@ -38,8 +38,9 @@ export class BlockSender {
     return this.#stopped ? chunk.length : from;
   }
 
-  /** Copies the whole chunk, waiting for blocks to come back. */
+  /** Copies the whole chunk, waiting for blocks to come back; one write at a time. */
   async write(chunk: Uint8Array): Promise<void> {
+    if (this.#freed) throw new Error('BlockSender: a write is already waiting for a block');
     for (let from = this.copy(chunk); from < chunk.length; ) {
       await new Promise<void>((ok) => (this.#freed = ok));
       from += this.copy(chunk.subarray(from));

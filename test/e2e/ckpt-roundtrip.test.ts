@@ -1,5 +1,5 @@
 // Issue 4: real checkpoints moved through ckpt and a real registry must restore, and the restored
-// process must carry on from where it stopped. ckpt runs on the host (node dist/cli/main.js),
+// process must carry on from where it stopped. ckpt runs on the host (node dist/cli/ckpt.js),
 // talking to the registry on loopback; Podman and CRIU run in the Debian 13 root.
 //
 // The CLI contract these tests assume:

@@ -1,10 +1,14 @@
-import { readdir, stat, truncate } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import type { CheckpointSource, SourceEntry } from '../../src/checkpoint/entry.js';
 import { openCheckpoint } from '../../src/checkpoint/open.js';
 import type { Compression } from '../../src/compress/codec.js';
+import type { Store, Target } from '../../src/content/target.js';
+import { CkptError } from '../../src/errors.js';
 import { buildImage } from '../../src/image/build.js';
 import type { WrittenLayer } from '../../src/image/layer.js';
 import { OciLayout } from '../../src/layout/store.js';
@@ -113,5 +117,57 @@ describe('page layers written on worker threads', () => {
     expect(err.message).toContain(zst);
     await expect(layout.resolve('t')).rejects.toMatchObject({ code: 'NOT_FOUND' });
     expect((await readdir(layoutDir)).sort()).not.toContain('.ingest');
+  });
+});
+
+describe('page files fed to a worker by the main thread', () => {
+  /** The Podman fixture with a pages file of `size` random bytes: more than the blocks in flight. */
+  async function bigPages(size: number): Promise<string> {
+    const dir = await extractFixture('podman-counter.tar');
+    await writeFile(join(dir, 'checkpoint/pages-1.img'), randomBytes(size));
+    return dir;
+  }
+
+  it('give the bytes of files read by offset when a file is many blocks long, from a directory and a .tar.zst', async () => {
+    const dir = await bigPages(6 << 20);
+    expect(summary(await pageLayers(fed(await openCheckpoint(dir)), 'zstd'))).toEqual(summary(await pageLayers(await openCheckpoint(dir), 'zstd')));
+    // The same files archived (with tar's owners and times) and compressed: fed, as read by offset from the .tar.
+    const tar = join(await tempDir(), 'big.tar');
+    await execa('tar', ['-C', dir, '-cf', tar, '.']);
+    await execa('zstd', ['-q', tar, '-o', `${tar}.zst`]);
+    expect(summary(await pageLayers(await openCheckpoint(`${tar}.zst`), 'zstd'))).toEqual(summary(await pageLayers(await openCheckpoint(tar), 'zstd')));
+  });
+
+  it('fail with the error of a store that fails while the main thread waits for blocks, not hang', async () => {
+    const dir = await bigPages(8 << 20);
+    const layout = await OciLayout.open(join(await tempDir(), 'layout'), { create: true });
+    // Takes small layers whole; gives up 2 MiB into a large one, while the feeding waits on it.
+    const failing: Target = Object.assign(Object.create(layout) as OciLayout, {
+      ingest: async (mediaType: string, content: Readable, options?: Parameters<Store['ingest']>[2]) => {
+        const chunks: Buffer[] = [];
+        let bytes = 0;
+        for await (const chunk of content as AsyncIterable<Buffer>) {
+          bytes += chunk.length;
+          if (bytes > 2 << 20) throw new CkptError('WRITE_FAILED', 'the store gave up', { subject: 'store' });
+          chunks.push(Buffer.from(chunk));
+        }
+        return layout.ingest(mediaType, Readable.from(chunks), options);
+      },
+    });
+    const err = await rejection(buildImage(fed(await openCheckpoint(dir)), failing, { hostInfo: false, tag: 't' }));
+    expect(err.code).toBe('WRITE_FAILED');
+    expect(err.message).toContain('the store gave up');
+    await expect(layout.resolve('t')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('fail with READ_FAILED when a file gives fewer bytes than its header says', async () => {
+    const source = altered(await openCheckpoint(fixture('podman-counter.tar')), ({ entry, open }) =>
+      entry.path === 'checkpoint/pages-1.img' ? { entry, open: () => Readable.from([Buffer.alloc(1000)]) } : { entry, open },
+    );
+    const layout = await OciLayout.open(join(await tempDir(), 'layout'), { create: true });
+    const err = await rejection(buildImage(source, layout, { hostInfo: false, tag: 't' }));
+    expect(err.code).toBe('READ_FAILED');
+    expect(err.message).toMatch(/pages-1\.img: read 1000 bytes of a \d+-byte file/);
+    await expect(layout.resolve('t')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 });

@@ -165,8 +165,14 @@ describe('readTarFile reads what readTar reads', () => {
       const ustarFits = [`checkpoint/dir-${'d'.repeat(70)}`, 'many', 'empty', 'block-sized', 'odd-sized'];
       await execa('tar', [`--format=${format}`, '-cf', path, '-C', root, ...(format === 'ustar' ? ustarFits : await readdir(root))]);
       const indexed = await expectSameReads(path, format !== 'posix');
-      // GNU tar's PAX mtime keeps the fraction of a second, which both readers keep too.
-      if (format === 'posix') expect(indexed.some((e) => e.mtime.getTime() % 1000 !== 0)).toBe(true);
+      if (format === 'posix') {
+        // GNU tar's PAX mtime keeps the fraction of a second, which both readers keep too.
+        expect(indexed.some((e) => e.mtime.getTime() % 1000 !== 0)).toBe(true);
+        // A global header (`keyword=value`) reaches the entries with PAX records of their own.
+        const global = join(await tempDir(), 'global.tar');
+        await execa('tar', ['--format=posix', '--pax-option=uname=everyone', '-cf', global, '-C', root, ...(await readdir(root))]);
+        expect((await expectSameReads(global, false)).some((e) => e.uname === 'everyone')).toBe(true);
+      }
       const paths = indexed.map((e) => e.path);
       expect(paths).toContain(`checkpoint/dir-${'d'.repeat(70)}/sub-${'s'.repeat(50)}/pages-1.img`);
       if (format !== 'ustar') {
@@ -251,10 +257,10 @@ describe('readTarFile reads what readTar reads', () => {
     expect((await viaIndex(path)).map((e) => `${e.path}:${e.size}`)).toEqual(['a:600']);
   });
 
-  it('PAX records for times and owners are applied to the next entry; global ones are ignored', async () => {
+  it('PAX records for times and owners are applied to the next entry, over the newest global ones', async () => {
     const bytes = await tarOf([
-      { name: 'global', body: paxRecords({ path: 'ignored', uid: '7' }) },
-      { name: 'ext', body: paxRecords({ mtime: '1790000000.123456789', uid: '4000000', gid: '5', uname: 'someone', gname: 'group' }) },
+      { name: 'global', body: paxRecords({ uname: 'everyone', uid: '7' }) },
+      { name: 'ext', body: paxRecords({ mtime: '1790000000.123456789', uid: '4000000', gid: '5', gname: 'group' }) },
       { name: 'file.img', body: 'x', uid: 1, gid: 2 },
       { name: 'other.img', body: 'y' },
     ]);
@@ -265,8 +271,11 @@ describe('readTarFile reads what readTar reads', () => {
     const headers = [];
     for await (const { header } of indexTar(path)) headers.push(header);
     expect(headers.map((h) => h.name)).toEqual(['file.img', 'other.img']);
-    expect(headers[0]).toMatchObject({ uid: 4000000, gid: 5, uname: 'someone', gname: 'group', mtime: new Date(1790000000123) });
+    expect(headers[0]).toMatchObject({ uid: 4000000, gid: 5, uname: 'everyone', gname: 'group', mtime: new Date(1790000000123) });
+    // As tar-stream: global records reach only an entry with PAX records of its own.
     expect(headers[1]).toMatchObject({ uid: 0, mtime: new Date(0) });
+    expect(headers[1]?.uname).not.toBe('everyone');
+    await expectSameReads(path, false);
   });
 
   it('PAX times and owners come out the same read as a stream (a compressed archive) as by offset', async () => {
