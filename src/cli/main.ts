@@ -27,6 +27,8 @@ Exit codes:
 // undici parses HTTP with a WebAssembly module that V8 recompiles in the background once it runs
 // hot, and Node waits for that compilation before it exits: ~0.3 s on every short command, such as a
 // re-push that sends nothing. The baseline compiler alone parses fast enough for our traffic.
+// Node calls setting V8 flags after start-up undefined behaviour in general; this one is read when
+// a WebAssembly module is compiled, which undici does at the first request, after this line.
 setFlagsFromString('--liftoff-only');
 
 export function program(signal: AbortSignal): Command {
