@@ -28,8 +28,14 @@ import { fileURLToPath } from 'node:url';
 export const RUN = 64 * 1024; // bytes of one run of pages of the same kind
 const PAGE = 4096;
 
-/** The fixture whose metadata the checkpoint copies: BENCH_FIXTURE, else ../shared/fixtures/ from the repository. */
-export const FIXTURE = process.env.BENCH_FIXTURE ?? join(process.cwd(), '..', 'shared', 'fixtures', 'podman-counter.tar');
+/**
+ * The fixture whose metadata the checkpoint copies: BENCH_FIXTURE, else podman-counter.tar of the
+ * shared fixtures, looked for as the tests look: $CKPT_FIXTURES, `shared/fixtures` beside the
+ * checkout, this project's machines' /work/shared/fixtures (a clone anywhere else finds them).
+ */
+const FIXTURE_DIRS = [process.env.CKPT_FIXTURES, join(process.cwd(), '..', 'shared', 'fixtures'), '/work/shared/fixtures'];
+export const FIXTURE =
+  process.env.BENCH_FIXTURE ?? join(FIXTURE_DIRS.find((dir) => dir && existsSync(dir)) ?? '/work/shared/fixtures', 'podman-counter.tar');
 
 export interface GenerateOptions {
   /** Bytes of memory pages in all (rounded down to 64 KiB). */

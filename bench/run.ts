@@ -14,6 +14,7 @@
  *   BENCH_WORK=bench/work scratch space (~2.5x BENCH_SIZE, plus 2x each RSS size); bound into the e2e root as /bench
  *   BENCH_ROOT_WAIT=900   seconds to wait for the e2e root's lock (an e2e run using it) before running without it
  *   BENCH_KEEP=           keep the registry's storage and the pulled outputs
+ *   BENCH_FIXTURE=        the checkpoint whose metadata the generated one copies (default: the shared podman-counter.tar)
  *
  * Writes bench/results/latest.json and bench/results/latest.md (and a timestamped copy of the JSON in
  * BENCH_WORK/history/).
