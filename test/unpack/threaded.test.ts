@@ -1,11 +1,10 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, open, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, open, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import type { ReadOnlyTarget } from '../../src/content/target.js';
 import type { OciLayout } from '../../src/layout/store.js';
 import type { Descriptor } from '../../src/oci/schemas.js';
@@ -13,6 +12,7 @@ import { unpackToArchive } from '../../src/unpack/archive.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
 import { planUnpack, THREADED_MIN_SIZE } from '../../src/unpack/plan.js';
 import { rejection as failure } from '../helpers/rejection.js';
+import { tempDir } from '../helpers/tree.js';
 import { buildImage, CHECKPOINT_ARTIFACT_TYPE, CHECKPOINT_LAYERS, gnuTarExtract, snapshot, type TestLayer } from './helpers.js';
 
 /**
@@ -27,11 +27,7 @@ const MTIME = new Date('2026-01-01T00:00:00Z');
 let work: string;
 
 beforeEach(async () => {
-  work = await mkdtemp(join(tmpdir(), 'ckpt-unpack-threaded-'));
-});
-
-afterEach(async () => {
-  await rm(work, { recursive: true, force: true });
+  work = await tempDir('ckpt-unpack-threaded-');
 });
 
 /** What the working directory holds besides the image: the outputs, never a temporary sibling. */
