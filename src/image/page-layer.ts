@@ -1,5 +1,5 @@
-import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
+import { type Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Worker } from 'node:worker_threads';
 import type { TreeEntry } from '../checkpoint/entry.js';
 import type { Store, TransferOptions } from '../content/target.js';
@@ -159,40 +159,27 @@ export class PageLayerFeed {
     this.contentBytes += entry.size;
     this.#output.post({ type: 'entry', header, size: entry.size });
     let fed = 0;
+    const wrongSize = () => new CkptError('READ_FAILED', `${entry.path}: read ${fed} bytes of a ${entry.size}-byte file`, { subject: entry.path });
     if (content) {
-      const ended = finished(content);
-      /** The rest of a chunk waiting for blocks; the stream may end meanwhile, its bytes may not. */
-      let waiting: Promise<void> | undefined;
-      // By 'data' events, which hand over chunks as they are: an async iterator would concatenate
-      // whatever is buffered into fresh memory first.
-      content.on('data', (chunk: Buffer) => {
-        if (this.#failure) {
-          content.destroy();
-          return;
-        }
-        // More than announced would corrupt the layer: only the announced bytes go, the count below reports the rest.
-        const bytes = chunk.subarray(0, Math.max(0, entry.size - fed));
-        fed += chunk.length;
-        const taken = this.#sender.copy(bytes);
-        if (taken < bytes.length) {
-          content.pause();
-          waiting = this.#sender.write(bytes.subarray(taken)).then(() => {
-            content.resume();
-          });
-        }
+      const sink = new Writable({
+        // Room for a whole chunk of the source: piped, chunks come as they are, never concatenated.
+        highWaterMark: BLOCK_SIZE,
+        write: (chunk: Buffer, _encoding, done) => {
+          fed += chunk.length;
+          // Nothing past the announced size may reach the worker: it would corrupt the layer.
+          if (this.#failure || fed > entry.size) done(this.#failure ?? wrongSize());
+          else this.#sender.write(chunk).then(() => done(), done);
+        },
       });
       try {
-        await ended;
+        await pipeline(content, sink);
       } catch (err) {
         throw this.#failure ?? err;
       }
-      await waiting;
     }
     this.#sender.flush();
     if (this.#failure) throw this.#failure;
-    if (fed !== entry.size) {
-      throw new CkptError('READ_FAILED', `${entry.path}: read ${fed} bytes of a ${entry.size}-byte file`, { subject: entry.path });
-    }
+    if (fed !== entry.size) throw wrongSize();
   }
 
   /** Ends the layer and waits until it is stored. */
