@@ -505,6 +505,20 @@ function dirBytes(dir: string): number {
   return total;
 }
 
+/**
+ * Bash defining `up FILE DIGEST`: uploads FILE to `repository` as one blob, the monolithic way
+ * (POST, then PUT `?digest=` with the body), failing unless the registry answers 201.
+ */
+function curlUpload(registry: string, repository: string): string {
+  return `up() {
+    loc=$(curl -sS -o /dev/null -D - -X POST http://${registry}/v2/${repository}/blobs/uploads/ | tr -d '\\r' | sed -n 's/^[Ll]ocation: //p')
+    case $loc in http*) ;; *) loc=http://${registry}$loc ;; esac
+    case $loc in *\\?*) sep='&' ;; *) sep='?' ;; esac
+    code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/octet-stream' -T "$1" "$loc\${sep}digest=$2")
+    [ "$code" = 201 ] || { echo "PUT of $2 answered $code" >&2; exit 1; }
+  }`;
+}
+
 /** The layers of the one image in an OCI layout, with their blob files. */
 function layoutLayers(layout: string): Array<{ digest: string; file: string }> {
   const blob = (digest: string) => join(layout, 'blobs', ...digest.split(':'));
@@ -621,25 +635,14 @@ async function main(): Promise<void> {
           return { seconds: x.seconds, cpuSeconds: x.cpuSeconds };
         });
         await sample(measure('curl', 'curl upload of the tar as one blob', 'bound'), async () => {
-          const x = await sh(`
-            loc=$(curl -sS -o /dev/null -D - -X POST http://${R}/v2/curl-r${r}/blobs/uploads/ | tr -d '\\r' | sed -n 's/^[Ll]ocation: //p')
-            case $loc in http*) ;; *) loc=http://${R}$loc ;; esac
-            case $loc in *\\?*) sep='&' ;; *) sep='?' ;; esac
-            code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/octet-stream' -T ${tarA} "$loc\${sep}digest=${digestA}")
-            [ "$code" = 201 ] || { echo "PUT answered $code" >&2; exit 1; }`);
+          const x = await sh(`${curlUpload(R, `curl-r${r}`)}
+            up ${tarA} ${digestA}`);
           return { seconds: x.seconds, cpuSeconds: x.cpuSeconds };
         });
         // All layers at once, as ckpt sends them: how long the registry takes to receive,
         // hash and store those bytes when nothing else has to be done.
         await sample(measure('curl-zstd', "curl upload of ckpt's zstd layers, all at once", 'bound'), async () => {
-          const x = await sh(`
-            up() {
-              loc=$(curl -sS -o /dev/null -D - -X POST http://${R}/v2/curl-zstd-r${r}/blobs/uploads/ | tr -d '\\r' | sed -n 's/^[Ll]ocation: //p')
-              case $loc in http*) ;; *) loc=http://${R}$loc ;; esac
-              case $loc in *\\?*) sep='&' ;; *) sep='?' ;; esac
-              code=$(curl -sS -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/octet-stream' -T "$1" "$loc\${sep}digest=$2")
-              [ "$code" = 201 ] || { echo "PUT of $2 answered $code" >&2; exit 1; }
-            }
+          const x = await sh(`${curlUpload(R, `curl-zstd-r${r}`)}
             ${zstdLayers.map((l) => `up ${l.file} ${l.digest} &`).join('\n')}
             for job in $(jobs -p); do wait "$job"; done`);
           return { seconds: x.seconds, cpuSeconds: x.cpuSeconds };
