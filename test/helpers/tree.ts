@@ -61,8 +61,8 @@ export async function treeOf(root: string): Promise<Map<string, TreeItem>> {
     for (const name of (await readdir(join(root, rel))).sort()) {
       const path = rel ? `${rel}/${name}` : name;
       const full = join(root, path);
-      const info = await lstat(full);
-      const common = { mode: info.mode & 0o7777, uid: info.uid, gid: info.gid };
+      const info = await lstat(full, { bigint: true });
+      const common = { mode: Number(info.mode & 0o7777n), uid: Number(info.uid), gid: Number(info.gid) };
       if (info.isDirectory()) {
         items.set(path, { type: 'dir', ...common });
         await walk(path);
@@ -70,7 +70,7 @@ export async function treeOf(root: string): Promise<Map<string, TreeItem>> {
         items.set(path, { type: 'symlink', ...common, linkname: await readlink(full) });
       } else {
         const sha256 = createHash('sha256').update(await readFile(full)).digest('hex');
-        items.set(path, { type: 'file', ...common, mtime: Math.floor(info.mtimeMs / 1000), sha256 });
+        items.set(path, { type: 'file', ...common, mtime: Number(info.mtimeNs / 1_000_000_000n), sha256 });
       }
     }
   };

@@ -53,6 +53,17 @@ describe('build from every fixture into an OCI layout', () => {
     });
   }
 
+  it('a directory keeps each file in its own second when its time falls in the last millisecond of one', async () => {
+    // Node's Stats.mtime rounds to the millisecond: 5.9997 s read that way would become 6 s.
+    const dir = join(await tempDir(), 'late');
+    await execa('cp', ['-r', fixture('criu-raw-shell'), dir]);
+    await execa('find', [dir, '-type', 'f', '-exec', 'touch', '-m', '-d', '@1767225605.9997', '{}', '+']);
+    await build(dir, `oci:${layout}:late`, { compression: 'gzip' });
+    const rootfs = await umociUnpack(layout, 'late');
+    expect(new Set([...(await treeOf(rootfs)).values()].map((item) => item.mtime))).toEqual(new Set([1767225605]));
+    await expectSameTree(rootfs, dir);
+  });
+
   it('keeps several tags in one layout and adds to it', async () => {
     const layoutStore = await OciLayout.open(layout);
     expect(await layoutStore.tags()).toEqual(expect.arrayContaining(['podman-counter-tar', 'crio-counter-tar', 'criu-raw-shell']));

@@ -58,13 +58,15 @@ export class DirectorySource implements CheckpointSource {
   async #entry(path: string, full: string): Promise<TreeEntry | undefined> {
     let info;
     try {
-      info = await lstat(full);
+      // BigIntStats.mtime truncates to the millisecond; Stats.mtime rounds, which would carry a file
+      // written in the last half millisecond of a second into the next second of its tar header.
+      info = await lstat(full, { bigint: true });
     } catch (err) {
       throw fromSystemError(err, full);
     }
-    const base = { path, mode: info.mode & 0o7777, uid: info.uid, gid: info.gid, mtime: info.mtime, size: 0 };
+    const base = { path, mode: Number(info.mode & 0o7777n), uid: Number(info.uid), gid: Number(info.gid), mtime: info.mtime, size: 0 };
     if (info.isDirectory()) return { ...base, type: 'directory' };
-    if (info.isFile()) return { ...base, type: 'file', size: info.size };
+    if (info.isFile()) return { ...base, type: 'file', size: Number(info.size) };
     if (info.isSymbolicLink()) {
       const linkname = await readlink(full);
       assertSafeLink(path, linkname, 'symlink', this.name);
