@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Target, TransferOptions } from '../content/target.js';
 import { DigestStream, HashedReadable, VerifyStream } from '../content/verify.js';
 import { CkptError, fromSystemError } from '../errors.js';
+import { withLockFile } from './lock-file.js';
 import { digestParts, isDigest } from '../oci/digest.js';
 import { Annotation, MediaType } from '../oci/mediatypes.js';
 import { type Descriptor, IndexSchema, type Index, LayoutMarkerSchema, parseJson } from '../oci/schemas.js';
@@ -29,7 +30,7 @@ export interface OpenLayoutOptions {
 export class OciLayout implements Target {
   readonly name: string;
   readonly dir: string;
-  /** Serialises index.json updates made through this object. */
+  /** Serialises index.json updates made through this object (other processes: index.json.lock). */
   #indexLock: Promise<unknown> = Promise.resolve();
   /** Blob writes in flight; the ingest area is removed when the last one ends. */
   #writing = 0;
@@ -51,9 +52,7 @@ export class OciLayout implements Target {
       throw new CkptError('NOT_FOUND', 'no OCI image layout here', { subject: dir });
     }
     try {
-      await mkdir(join(layout.dir, 'blobs', 'sha256'), { recursive: true });
-      await writeFile(join(layout.dir, INDEX_FILE), JSON.stringify({ schemaVersion: 2, mediaType: MediaType.imageIndex, manifests: [] }));
-      await writeFile(join(layout.dir, LAYOUT_FILE), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+      await createLayout(layout.dir, state);
     } catch (err) {
       throw fromSystemError(err, dir, true);
     }
@@ -187,7 +186,7 @@ export class OciLayout implements Target {
   }
 
   async tag(desc: Descriptor, tag: string): Promise<void> {
-    const run = this.#indexLock.then(() => this.#writeTag(desc, tag));
+    const run = this.#indexLock.then(() => withLockFile(join(this.dir, `${INDEX_FILE}.lock`), () => this.#writeTag(desc, tag)));
     this.#indexLock = run.catch(() => undefined);
     return run;
   }
@@ -229,6 +228,36 @@ function withoutRefName(desc: Descriptor): Descriptor {
   if (!desc.annotations?.[Annotation.refName]) return desc;
   const rest = Object.fromEntries(Object.entries(desc.annotations).filter(([key]) => key !== Annotation.refName));
   return { ...desc, annotations: Object.keys(rest).length > 0 ? rest : undefined };
+}
+
+/**
+ * Writes a new layout's skeleton. A missing directory is made beside it and renamed into place, so
+ * another process creating the same layout at once never sees it half made and either one's copy
+ * serves both; an existing empty directory (a mount point, say) is filled in place.
+ */
+async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<void> {
+  const fill = async (into: string) => {
+    await mkdir(join(into, 'blobs', 'sha256'), { recursive: true });
+    const files = { [INDEX_FILE]: { schemaVersion: 2, mediaType: MediaType.imageIndex, manifests: [] }, [LAYOUT_FILE]: { imageLayoutVersion: '1.0.0' } };
+    for (const [name, content] of Object.entries(files)) {
+      // Never over a file another process wrote: its index may already hold a tag.
+      await writeFile(join(into, name), JSON.stringify(content), { flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      });
+    }
+  };
+  if (state === 'empty') return fill(dir);
+  await mkdir(dirname(dir), { recursive: true });
+  const temp = join(dirname(dir), `.${basename(dir)}.${randomUUID()}`);
+  try {
+    await fill(temp);
+    await rename(temp, dir);
+  } catch (err) {
+    await rm(temp, { recursive: true, force: true });
+    const code = (err as NodeJS.ErrnoException).code;
+    if ((code === 'ENOTEMPTY' || code === 'EEXIST') && (await layoutState(dir)) === 'layout') return;
+    throw err;
+  }
 }
 
 async function layoutState(dir: string): Promise<'missing' | 'empty' | 'layout' | 'other'> {

@@ -1,0 +1,88 @@
+import { utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { OciLayout } from '../../src/layout/store.js';
+import { MediaType } from '../../src/oci/mediatypes.js';
+import type { Descriptor } from '../../src/oci/schemas.js';
+import { ckpt, fixture, tempDir } from '../helpers/tree.js';
+
+const STORE = new URL('../../dist/layout/store.js', import.meta.url).href;
+
+const MANIFEST = JSON.stringify({ schemaVersion: 2, mediaType: MediaType.imageManifest, config: {}, layers: [] });
+
+/** A layout holding one small manifest blob to tag. */
+async function layoutWithBlob(): Promise<{ dir: string; layout: OciLayout; desc: Descriptor }> {
+  const dir = join(await tempDir('ckpt-tags-'), 'layout');
+  const layout = await OciLayout.open(dir, { create: true });
+  const desc = await layout.ingest(MediaType.imageManifest, Readable.from([Buffer.from(MANIFEST)]));
+  return { dir, layout, desc };
+}
+
+/** Another process opening the layout (creating it if missing) and tagging `desc` with each of `tags`, in turn. */
+function tagInProcess(dir: string, desc: Descriptor, tags: string[]) {
+  const script = `
+    const { OciLayout } = await import(${JSON.stringify(STORE)});
+    const layout = await OciLayout.open(${JSON.stringify(dir)}, { create: true });
+    const desc = ${JSON.stringify(desc)};
+    if (!(await layout.exists(desc))) await layout.push(desc, (await import('node:stream')).Readable.from([${JSON.stringify(MANIFEST)}]));
+    for (const tag of ${JSON.stringify(tags)}) await layout.tag(desc, tag);`;
+  return execa('node', ['--input-type=module', '-e', script]);
+}
+
+describe('tags in one layout', () => {
+  it('written by several processes at once are all kept', async () => {
+    const { dir, layout, desc } = await layoutWithBlob();
+    const perProcess = (p: number) => Array.from({ length: 15 }, (_, k) => `p${p}-${k}`);
+    await Promise.all([0, 1, 2, 3, 4, 5].map((p) => tagInProcess(dir, desc, perProcess(p))));
+    const expected = [0, 1, 2, 3, 4, 5].flatMap(perProcess);
+    expect((await layout.tags()).sort()).toEqual(expected.sort());
+  });
+
+  it('made by several processes at once: each finds a whole layout, and every tag is kept', async () => {
+    const { desc } = await layoutWithBlob();
+    const dir = join(await tempDir('ckpt-tags-'), 'new', 'layout');
+    await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((p) => tagInProcess(dir, desc, [`p${p}`])));
+    expect((await (await OciLayout.open(dir)).tags()).sort()).toEqual(['p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7']);
+  });
+
+  it('two builds into one new layout at once: it is made once and keeps both, and skopeo reads both', async () => {
+    const dir = join(await tempDir('ckpt-tags-'), 'new', 'layout');
+    const builds = await Promise.all(
+      ['podman-counter.tar', 'crio-counter.tar'].map((name, i) => ckpt(['build', fixture(name), `oci:${dir}:c${i}`, '-q'])),
+    );
+    for (const b of builds) expect(b.exitCode, b.stderr).toBe(0);
+    expect((await (await OciLayout.open(dir)).tags()).sort()).toEqual(['c0', 'c1']);
+    for (const tag of ['c0', 'c1']) await execa('skopeo', ['inspect', `oci:${dir}:${tag}`]);
+  });
+
+  it('wait for a lock held by a live process, and take over one its process left behind', async () => {
+    const { dir, layout, desc } = await layoutWithBlob();
+    const lock = join(dir, 'index.json.lock');
+    // A live holder (this test's process): the tag waits until the lock is released.
+    await writeFile(lock, `${process.pid}\n`);
+    const tagging = layout.tag(desc, 'waited');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await layout.tags()).toEqual([]);
+    await execa('rm', [lock]);
+    await tagging;
+    expect(await layout.tags()).toEqual(['waited']);
+    // A holder that is gone: its lock is stale and taken over at once.
+    const gone = execa('true');
+    await gone;
+    await writeFile(lock, `${gone.pid}\n`);
+    // At once: not after the 30 s that make any lock stale.
+    let started = Date.now();
+    await layout.tag(desc, 'after-crash');
+    expect(Date.now() - started).toBeLessThan(5000);
+    // A lock whose holder cannot be checked (another host) is stale once old.
+    await writeFile(lock, 'not-a-pid\n');
+    const old = new Date(Date.now() - 120_000);
+    await utimes(lock, old, old);
+    started = Date.now();
+    await layout.tag(desc, 'after-old');
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(await layout.tags()).toEqual(['waited', 'after-crash', 'after-old']);
+  });
+});
