@@ -20,11 +20,20 @@ export interface TransferOptions {
   onProgress?: (event: ProgressEvent) => void;
 }
 
+export interface FetchOptions extends TransferOptions {
+  /**
+   * The caller hashes the bytes itself, on another thread, and checks the digest before it treats
+   * them as complete (a zstd layer decoded on a worker that hashes what it is given): the stream
+   * then checks their size only, and the main thread does not hash them a second time.
+   */
+  digestCheckedByCaller?: boolean;
+}
+
 /** Reads blobs; every stream it returns is verified against the descriptor's size and digest. */
 export interface ReadOnlyStore {
   /** A short human name (`oci:/path`, `host/repo`) for messages. */
   readonly name: string;
-  fetch(desc: Descriptor, options?: TransferOptions): Promise<Readable>;
+  fetch(desc: Descriptor, options?: FetchOptions): Promise<Readable>;
   exists(desc: Descriptor, options?: TransferOptions): Promise<boolean>;
   /** Releases connections; a store with nothing to release has no close. */
   close?(): Promise<void>;

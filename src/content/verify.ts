@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { CkptError } from '../errors.js';
 import { hasherFor } from '../oci/digest.js';
@@ -7,7 +7,8 @@ import type { Descriptor } from '../oci/schemas.js';
 /**
  * A pass-through that fails the stream when the bytes that flowed through it exceed the expected
  * size, or at the end do not match the expected size and digest. Every read ckpt does goes through
- * one, so nothing unverified is ever passed on as complete.
+ * one, so nothing unverified is ever passed on as complete. With `hash` false it checks the size
+ * only: for a reader that checks the digest itself (FetchOptions.digestCheckedByCaller).
  */
 export class VerifyStream extends Transform {
   readonly #hash;
@@ -15,11 +16,11 @@ export class VerifyStream extends Transform {
   readonly #subject: string;
   #seen = 0;
 
-  constructor(desc: Pick<Descriptor, 'digest' | 'size'>, subject: string) {
+  constructor(desc: Pick<Descriptor, 'digest' | 'size'>, subject: string, hash = true) {
     super();
     this.#desc = desc;
     this.#subject = subject;
-    this.#hash = hasherFor(desc.digest);
+    this.#hash = hash ? hasherFor(desc.digest) : undefined;
   }
 
   get bytes(): number {
@@ -32,7 +33,7 @@ export class VerifyStream extends Transform {
       done(this.#sizeError());
       return;
     }
-    this.#hash.update(chunk);
+    this.#hash?.update(chunk);
     done(null, chunk);
   }
 
@@ -41,16 +42,7 @@ export class VerifyStream extends Transform {
       done(this.#sizeError());
       return;
     }
-    const actual = `${this.#desc.digest.split(':')[0]}:${this.#hash.digest('hex')}`;
-    if (actual !== this.#desc.digest) {
-      done(
-        new CkptError('DIGEST_MISMATCH', `content of ${this.#desc.digest} has digest ${actual}`, {
-          subject: this.#subject,
-        }),
-      );
-      return;
-    }
-    done();
+    done(this.#hash ? digestMismatch(this.#desc.digest, this.#hash, this.#subject) : null);
   }
 
   #sizeError(): CkptError {
@@ -60,6 +52,12 @@ export class VerifyStream extends Transform {
       { subject: this.#subject },
     );
   }
+}
+
+/** DIGEST_MISMATCH unless `hash`, fed every byte, gives `digest`; null when it does. */
+export function digestMismatch(digest: string, hash: Hash, subject: string): CkptError | null {
+  const actual = `${digest.split(':')[0]}:${hash.digest('hex')}`;
+  return actual === digest ? null : new CkptError('DIGEST_MISMATCH', `content of ${digest} has digest ${actual}`, { subject });
 }
 
 /** Counts and hashes what flows through it; the descriptor is known once the stream ends. */

@@ -4,7 +4,7 @@ import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, rmdir, sta
 import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Target, TransferOptions } from '../content/target.js';
+import type { FetchOptions, Target, TransferOptions } from '../content/target.js';
 import { DigestStream, HashedReadable, VerifyStream } from '../content/verify.js';
 import { CkptError, fromSystemError } from '../errors.js';
 import { withLockFile } from './lock-file.js';
@@ -73,7 +73,7 @@ export class OciLayout implements Target {
     }
   }
 
-  async fetch(desc: Descriptor, options: TransferOptions = {}): Promise<Readable> {
+  async fetch(desc: Descriptor, options: FetchOptions = {}): Promise<Readable> {
     const subject = `${this.name}@${desc.digest}`;
     let handle: FileHandle;
     try {
@@ -81,7 +81,7 @@ export class OciLayout implements Target {
     } catch (err) {
       throw fromSystemError(err, subject);
     }
-    const verify = new VerifyStream(desc, subject);
+    const verify = new VerifyStream(desc, subject, !options.digestCheckedByCaller);
     const stream = handle.createReadStream({ signal: options.signal });
     stream.on('error', (err) => verify.destroy(fromSystemError(err, subject) as Error));
     return stream.pipe(verify);

@@ -1,7 +1,7 @@
 import { pipeline, Readable } from 'node:stream';
 import { CkptError } from '../errors.js';
 import { VerifyStream } from '../content/verify.js';
-import type { TransferOptions } from '../content/target.js';
+import type { FetchOptions, TransferOptions } from '../content/target.js';
 import type { Descriptor } from '../oci/schemas.js';
 import { header, type RegistryClient, type Response } from './client.js';
 import { isNetworkError, transportError } from './errors.js';
@@ -92,8 +92,8 @@ async function* resumableBytes(
  * A readable of the blob that fails with DIGEST_MISMATCH or SIZE_MISMATCH rather than end wrong.
  * The first request is made before it returns, so that a missing blob rejects here.
  */
-export async function downloadBlob(source: DownloadSource, desc: Descriptor, options: TransferOptions = {}): Promise<Readable> {
+export async function downloadBlob(source: DownloadSource, desc: Descriptor, options: FetchOptions = {}): Promise<Readable> {
   const first = await open(source, desc, 0, options.signal);
-  const verify = new VerifyStream(desc, `${source.subject}@${desc.digest}`);
+  const verify = new VerifyStream(desc, `${source.subject}@${desc.digest}`, !options.digestCheckedByCaller);
   return pipeline(Readable.from(resumableBytes(source, desc, first, options), { objectMode: false }), verify, () => undefined);
 }

@@ -1,6 +1,6 @@
 import { pipeline, type Readable } from 'node:stream';
 import { CkptError } from '../errors.js';
-import type { ReadOnlyTarget, Target, TransferOptions } from '../content/target.js';
+import type { FetchOptions, ReadOnlyTarget, Target, TransferOptions } from '../content/target.js';
 import { VerifyStream } from '../content/verify.js';
 import { hasherFor, isDigest, sha256 } from '../oci/digest.js';
 import { INDEX_MEDIA_TYPES, isIndexType, isManifestType, MANIFEST_MEDIA_TYPES } from '../oci/mediatypes.js';
@@ -69,7 +69,7 @@ export class RegistryRepository implements Target {
     return desc ? `${this.name}@${desc.digest}` : this.name;
   }
 
-  async fetch(desc: Descriptor, options: TransferOptions = {}): Promise<Readable> {
+  async fetch(desc: Descriptor, options: FetchOptions = {}): Promise<Readable> {
     if (!isManifestLike(desc.mediaType)) {
       return downloadBlob({ client: this.client, repository: this.repository, subject: this.name }, desc, options);
     }

@@ -32,7 +32,8 @@ export async function readLayer<T>(
   // A worker starts while the request goes out.
   const decoder = layer.threaded ? onThread(layer, signal) : onMainThread(layer);
   try {
-    const blob = await target.fetch(layer.desc, { signal });
+    // A worker hashes what it decodes and checks the digest before its entries end.
+    const blob = await target.fetch(layer.desc, { signal, digestCheckedByCaller: layer.threaded });
     const counter = new ProgressCounter(layer.desc, options.onProgress);
     // The blob is piped into the decoder by hand, not by pipeline(): after a failure to decode,
     // the rest of the blob is still read (below) to learn whether its digest was wrong.

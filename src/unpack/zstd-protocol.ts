@@ -5,8 +5,11 @@ import type { ThreadError } from '../threads/errors.js';
 
 /** What a zstd worker is given (its `workerData`). */
 export interface ZstdLayerJob {
-  /** The layer, named in messages about it. */
-  subject: string;
+  /**
+   * The blob's digest. It names the layer in messages, and the worker hashes the compressed bytes
+   * it is given and checks them against it at their end.
+   */
+  digest: string;
 }
 
 /**
@@ -18,7 +21,7 @@ export type ContentTarget = { kind: 'skip' } | { kind: 'file'; fd: number; posit
 export type ToZstdWorker =
   /** Compressed bytes, in a buffer the worker hands back (`free`) once read. */
   | { type: 'input'; data: ArrayBuffer; length: number }
-  /** The blob was read whole and verified. */
+  /** The blob was read whole (its size checked; its digest is the worker's to check). */
   | { type: 'end' }
   /** The answer to an `entry`. */
   | { type: 'content'; to: ContentTarget }

@@ -15,14 +15,15 @@ const INPUT_SIZE = 1 << 20;
  * A zstd layer read on a worker thread of its own (zstd-worker.ts): compressed bytes go in through
  * `input`, entries come out of `entries()`, and a file's content is written by the worker straight
  * into the file the caller opened (`writeInto`) or, read through `open()`, sent back in chunks.
- * Layers then decompress side by side on every core, and the main thread keeps only the network,
- * the digest and the file-system decisions. A few MiB are in flight at most, whatever the layer.
+ * Layers then decompress side by side on every core, and the main thread keeps only the network
+ * and the file-system decisions; the worker checks the blob's digest before the entries end. A few
+ * MiB are in flight at most, whatever the layer.
  *
  * A failure (the worker's, the input's, an abort) stops the worker before any pending call
  * rejects, so that no file it was writing into is closed under it.
  */
 export class ZstdLayerThread {
-  /** Takes the layer's compressed bytes; its end says the blob was verified. */
+  /** Takes the layer's compressed bytes; its end says the blob was read whole, at its size. */
   readonly input: Writable;
   readonly #subject: string;
   readonly #signal: AbortSignal | undefined;
@@ -35,10 +36,12 @@ export class ZstdLayerThread {
   #stopped: Promise<unknown> | undefined;
   readonly #onAbort = () => this.fail(new CkptError('ABORTED', 'operation aborted', { subject: this.#subject }));
 
-  constructor(subject: string, signal: AbortSignal | undefined) {
+  /** `digest` is the blob's: the worker checks it (fetch the blob with `digestCheckedByCaller`). */
+  constructor(digest: string, signal: AbortSignal | undefined) {
+    const subject = digest;
     this.#subject = subject;
     this.#signal = signal;
-    this.#worker = new Worker(workerUrl('unpack/zstd-worker'), { workerData: { subject } satisfies ZstdLayerJob });
+    this.#worker = new Worker(workerUrl('unpack/zstd-worker'), { workerData: { digest } satisfies ZstdLayerJob });
     this.#worker.on('message', (message: FromZstdWorker) => this.#receive(message));
     this.#worker.on('error', (err) => this.fail(err));
     this.#worker.on('exit', (code) => this.fail(new CkptError('READ_FAILED', `layer worker stopped (exit code ${code})`, { subject })));

@@ -1,12 +1,21 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { copyGraph } from '../../src/content/copy.js';
+import { THREADED_MIN_SIZE } from '../../src/unpack/plan.js';
+import { unpackToDirectory } from '../../src/unpack/directory.js';
 import { RegistryClient } from '../../src/registry/client.js';
 import { RegistryRepository } from '../../src/registry/repository.js';
 import { blob, collect, manifestOf, trickle } from '../helpers/blobs.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { DEFAULT_USERS, startRegistry, type RegistryServer } from '../helpers/registry.js';
+import { rejection } from '../helpers/rejection.js';
+import { tempDir } from '../helpers/tree.js';
+import { buildImage } from '../unpack/helpers.js';
 
 const CHUNK = 64 * 1024;
 const PATCH_URL = /\/blobs\/uploads\/[^?]+/;
@@ -52,6 +61,24 @@ describe('faults between ckpt and the registry', () => {
     await check.push(desc, Readable.from([bytes]));
     proxy.add({ method: 'GET', url: /\/blobs\/sha256:/, fault: { kind: 'corrupt', at: 150_000 } });
     await expect(collect(await viaProxy.fetch(desc))).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+  });
+
+  it('fails a pull whose large zstd layer was corrupted on the way: the worker decoding it checks the digest', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const work = await tempDir('ckpt-faults-');
+    // Random bytes do not compress: the layer is large enough to be decoded on a worker thread.
+    const pages = randomBytes(THREADED_MIN_SIZE + (1 << 20));
+    const { layout, manifestDesc, layerDescs } = await buildImage(join(work, 'layout'), [
+      { compression: 'zstd', entries: [{ name: 'checkpoint/pages-1.img', mode: 0o644, mtime: new Date(0), body: pages }] },
+    ]);
+    await copyGraph(layout, check, manifestDesc);
+    // In the middle of the pages zstd decodes wrong bytes without noticing: only the digest tells.
+    proxy.add({ method: 'GET', url: /\/blobs\/sha256:/, fault: { kind: 'corrupt', at: Math.floor((layerDescs[0]?.size ?? 0) / 2) } });
+    const err = await rejection(unpackToDirectory(viaProxy, manifestDesc, join(work, 'out')));
+    expect(err.code).toBe('DIGEST_MISMATCH');
+    expect(err.message).toContain(layerDescs[0]?.digest);
+    expect(await readdir(work)).toEqual(['layout']);
   });
 
   it('resumes a download cut in the middle with a Range request', async () => {
