@@ -7,10 +7,10 @@ import { pipeline } from 'node:stream/promises';
 import type { FetchOptions, Target, TransferOptions } from '../content/target.js';
 import { DigestStream, HashedReadable, VerifyStream } from '../content/verify.js';
 import { CkptError, fromSystemError } from '../errors.js';
-import { withLockFile } from './lock-file.js';
 import { digestParts, isDigest } from '../oci/digest.js';
 import { Annotation, MediaType } from '../oci/mediatypes.js';
 import { type Descriptor, IndexSchema, type Index, LayoutMarkerSchema, parseJson } from '../oci/schemas.js';
+import { withLockFile } from './lock-file.js';
 
 const LAYOUT_FILE = 'oci-layout';
 const INDEX_FILE = 'index.json';
