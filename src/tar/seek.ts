@@ -182,9 +182,10 @@ function paxRecords(bytes: Buffer, at: number, subject: string): Map<string, str
 /**
  * Every entry's header of an uncompressed tar file with its content's offset, in archive order,
  * reading headers only. Long names and PAX records are applied to their entry; the newest global
- * PAX header goes under an entry's own PAX records, as tar-stream does. Ends at two zero blocks or at the end of the file after a whole entry; a file that
- * ends inside a header or an entry's content, or holds a broken header, fails with CORRUPT_ARCHIVE,
- * and an entry of a type tar does not define with UNSAFE_PATH (its content's layout is unknown).
+ * PAX header goes under an entry's own PAX records, as tar-stream does. Ends at two zero blocks or
+ * at the end of the file after a whole entry; a file that ends inside a header or an entry's
+ * content, or holds a broken header, fails with CORRUPT_ARCHIVE, and an entry of a type tar does
+ * not define with UNSAFE_PATH (its content's layout is unknown).
  */
 export async function* indexTar(path: string, signal?: AbortSignal): AsyncGenerator<IndexedEntry> {
   let handle: FileHandle | undefined;
