@@ -14,12 +14,17 @@ export async function fetchJson<T extends z.ZodType>(
   schema: T,
   options: TransferOptions = {},
 ): Promise<{ value: z.infer<T>; bytes: Buffer }> {
-  const subject = `${store.name}@${desc.digest}`;
+  const bytes = await fetchSmall(store, desc, options);
+  return { value: parseJson(schema, bytes, `${store.name}@${desc.digest}`), bytes };
+}
+
+/** Reads a small blob (verified against its descriptor) into memory. */
+export async function fetchSmall(store: ReadOnlyStore, desc: Descriptor, options: TransferOptions = {}): Promise<Buffer> {
   if (desc.size > MAX_JSON_BYTES) {
+    const subject = `${store.name}@${desc.digest}`;
     throw new CkptError('INVALID_MANIFEST', `${desc.mediaType} of ${desc.size} bytes is larger than ${MAX_JSON_BYTES}`, { subject });
   }
   const chunks: Buffer[] = [];
   for await (const chunk of await store.fetch(desc, options)) chunks.push(chunk as Buffer);
-  const bytes = Buffer.concat(chunks);
-  return { value: parseJson(schema, bytes, subject), bytes };
+  return Buffer.concat(chunks);
 }

@@ -2,8 +2,8 @@ import { arch } from 'node:os';
 import { goArch } from '../checkpoint/host.js';
 import { CkptError } from '../errors.js';
 import { isIndexType, isManifestType } from '../oci/mediatypes.js';
-import { type Descriptor, type Index, IndexSchema, type Manifest, ManifestSchema, type Platform } from '../oci/schemas.js';
-import { fetchJson } from './fetch-json.js';
+import { type Descriptor, type Index, IndexSchema, type Manifest, ManifestSchema, parseJson, type Platform } from '../oci/schemas.js';
+import { fetchJson, fetchSmall } from './fetch-json.js';
 import type { ReadOnlyTarget, TransferOptions } from './target.js';
 
 export interface ResolvedImage {
@@ -27,15 +27,12 @@ export async function resolveImage(
   reference: string,
   options: TransferOptions & { platform?: Platform } = {},
 ): Promise<ResolvedImage> {
-  const root = await target.resolve(reference, options);
+  const { root, bytes } = await readRoot(target, reference, options);
+  const subject = `${target.name}@${root.digest}`;
   if (isManifestType(root.mediaType)) {
-    const { value } = await fetchJson(target, root, ManifestSchema, options);
-    return { root, manifestDesc: root, manifest: value };
+    return { root, manifestDesc: root, manifest: parseJson(ManifestSchema, bytes, subject) };
   }
-  if (!isIndexType(root.mediaType)) {
-    throw new CkptError('UNSUPPORTED', `${reference} is a ${root.mediaType}, not an image`, { subject: target.name });
-  }
-  const { value: index } = await fetchJson(target, root, IndexSchema, options);
+  const index = parseJson(IndexSchema, bytes, subject);
   const want = options.platform ?? hostPlatform();
   const images = index.manifests.filter((m) => isManifestType(m.mediaType));
   const match =
@@ -46,4 +43,14 @@ export async function resolveImage(
   }
   const { value } = await fetchJson(target, match, ManifestSchema, options);
   return { root, index, manifestDesc: match, manifest: value };
+}
+
+/** What the reference points to and its bytes, a manifest or an index: in one request where the target can. */
+async function readRoot(target: ReadOnlyTarget, reference: string, options: TransferOptions): Promise<{ root: Descriptor; bytes: Buffer }> {
+  const fetched = target.fetchReference ? await target.fetchReference(reference, options) : undefined;
+  const root = fetched?.desc ?? (await target.resolve(reference, options));
+  if (!isManifestType(root.mediaType) && !isIndexType(root.mediaType)) {
+    throw new CkptError('UNSUPPORTED', `${reference} is a ${root.mediaType}, not an image`, { subject: target.name });
+  }
+  return { root, bytes: fetched?.bytes ?? (await fetchSmall(target, root, options)) };
 }

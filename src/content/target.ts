@@ -59,6 +59,12 @@ export interface Store extends ReadOnlyStore {
 export interface ReadOnlyTarget extends ReadOnlyStore {
   /** The descriptor a tag (or digest) points to. */
   resolve(reference: string, options?: TransferOptions): Promise<Descriptor>;
+  /**
+   * The manifest or index a tag (or digest) points to, with its descriptor, where the store can
+   * read both at once (a registry answers one GET where `resolve` then `fetch` cost two round trips).
+   * The bytes are checked against the descriptor.
+   */
+  fetchReference?(reference: string, options?: TransferOptions): Promise<{ desc: Descriptor; bytes: Buffer }>;
 }
 
 export interface Target extends Store, ReadOnlyTarget {

@@ -175,15 +175,26 @@ export class RegistryRepository implements Target {
       return { mediaType, digest, size };
     }
     // Not enough in the headers: read the manifest and compute what the registry did not say.
+    return (await this.fetchReference(reference, options)).desc;
+  }
+
+  /**
+   * One GET of the manifest under a tag or digest. Its digest is computed from the bytes: a digest
+   * reference must match it, and so must the `Docker-Content-Digest` the registry sends.
+   */
+  async fetchReference(reference: string, options: TransferOptions = {}): Promise<{ desc: Descriptor; bytes: Buffer }> {
+    const subject = `${this.name}${isDigest(reference) ? '@' : ':'}${reference}`;
     const res = await this.#getManifest(reference, undefined, options.signal);
     const bytes = await readBytes(res.body, MANIFEST_SIZE_LIMIT, true, subject);
     const computed = isDigest(reference)
       ? `${reference.split(':')[0]}:${hasherFor(reference).update(bytes).digest('hex')}`
       : sha256(bytes);
-    if (isDigest(reference) && computed !== reference) {
-      throw new CkptError('DIGEST_MISMATCH', `content has digest ${computed}`, { subject });
+    const stated = header(res, 'docker-content-digest');
+    const expected = isDigest(reference) ? reference : stated?.startsWith('sha256:') ? stated : undefined;
+    if (expected !== undefined && computed !== expected) {
+      throw new CkptError('DIGEST_MISMATCH', `content has digest ${computed}, not ${expected}`, { subject });
     }
-    return { mediaType: contentType(res) ?? bodyMediaType(bytes, subject), digest: computed, size: bytes.length };
+    return { desc: { mediaType: contentType(res) ?? bodyMediaType(bytes, subject), digest: computed, size: bytes.length }, bytes };
   }
 
   /** Points `tag` at a manifest already in the repository, by PUTting its bytes under the tag. */

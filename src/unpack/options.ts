@@ -1,15 +1,19 @@
 import type { TransferOptions } from '../content/target.js';
 import { CkptError } from '../errors.js';
+import type { Manifest } from '../oci/schemas.js';
 
 export interface UnpackOptions extends TransferOptions {
   /** Layers fetched at once (default 4). */
   concurrency?: number;
+  /** The manifest of `manifestDesc`, already read and verified by the caller: it is not fetched again. */
+  manifest?: Manifest;
 }
 
 export interface NormalisedUnpackOptions {
   concurrency: number;
   signal: AbortSignal | undefined;
   onProgress: TransferOptions['onProgress'];
+  manifest: Manifest | undefined;
 }
 
 export const DEFAULT_CONCURRENCY = 4;
@@ -20,5 +24,5 @@ export function normaliseUnpackOptions(options: UnpackOptions): NormalisedUnpack
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new CkptError('USAGE', `concurrency must be a whole number of at least 1 (got ${concurrency})`);
   }
-  return { concurrency, signal: options.signal, onProgress: options.onProgress };
+  return { concurrency, signal: options.signal, onProgress: options.onProgress, manifest: options.manifest };
 }

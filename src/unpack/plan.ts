@@ -40,14 +40,14 @@ export interface UnpackPlan {
 export async function planUnpack(
   target: ReadOnlyTarget,
   manifestDesc: Descriptor,
-  options: { signal?: AbortSignal | undefined },
+  options: { signal?: AbortSignal | undefined; manifest?: Manifest | undefined },
 ): Promise<UnpackPlan> {
   if (!isManifestType(manifestDesc.mediaType)) {
     throw new CkptError('UNSUPPORTED', `${manifestDesc.mediaType} is not an image manifest (resolve an index to one image first)`, {
       subject: manifestDesc.digest,
     });
   }
-  const { value: manifest } = await fetchJson(target, manifestDesc, ManifestSchema, { signal: options.signal });
+  const manifest = options.manifest ?? (await fetchJson(target, manifestDesc, ManifestSchema, { signal: options.signal })).value;
   if (manifest.layers.length === 0) {
     throw new CkptError('NOT_CHECKPOINT', 'the image has no layers, so no checkpoint files', {
       subject: `${target.name}@${manifestDesc.digest}`,

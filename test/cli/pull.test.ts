@@ -81,6 +81,15 @@ describe('ckpt pull', () => {
     for (const [path, item] of expected) if (path !== '') expect(pulled.get(path), path).toEqual(item);
   });
 
+  it('reads the manifest with one request: no HEAD first, no second GET', async () => {
+    const before = proxy.requests.length;
+    const dest = join(await tempDir(), 'counter');
+    const run = await ckpt(['pull', `${proxy.host}/ckpt/counter:v1`, dest]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const manifests = proxy.requests.slice(before).filter((r) => r.url.includes('/manifests/'));
+    expect(manifests).toEqual([{ method: 'GET', url: '/v2/ckpt/counter/manifests/v1' }]);
+  });
+
   it('survives a download cut in the middle', async () => {
     const rule = proxy.add({ method: 'GET', url: /\/blobs\/sha256:/, fault: { kind: 'cut-response', afterBytes: 4096 }, times: 2 });
     const dest = join(await tempDir(), 'counter');
@@ -96,6 +105,17 @@ describe('ckpt pull', () => {
     const run = await ckpt(['pull', `${proxy.host}/ckpt/counter:v1`, join(parent, 'counter')]);
     expect(run.exitCode).toBe(7);
     expect(run.stderr).toMatch(/^ckpt: .*sha256:[a-f0-9]{64}.*digest/);
+    expect(await readdir(parent)).toEqual([]);
+  });
+
+  // After the proxy tests above: its rule corrupts every later answer for the manifest.
+  it('a manifest that does not match the digest the registry states fails with exit 7', async () => {
+    // A byte flipped inside a string keeps the JSON valid: only the digest can tell.
+    proxy.add({ method: 'GET', url: /\/manifests\/v1$/, fault: { kind: 'corrupt', at: 20 }, times: 100 });
+    const parent = await tempDir();
+    const run = await ckpt(['pull', `${proxy.host}/ckpt/counter:v1`, join(parent, 'counter')]);
+    expect(run.exitCode, run.stderr).toBe(7);
+    expect(run.stderr).toContain(digest);
     expect(await readdir(parent)).toEqual([]);
   });
 
