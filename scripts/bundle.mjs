@@ -1,8 +1,13 @@
 // Bundles the CLI into one module (dist/cli/ckpt.js, the package's bin). Node then reads and
 // compiles one file instead of resolving and loading a few hundred, which is most of what a short
 // command costs: an unchanged re-push takes ~0.5 s instead of ~0.65 s. The library (dist/index.js)
-// and the worker threads stay as tsc wrote them.
+// stays as tsc wrote it.
 import { build } from 'esbuild';
+
+// A native addon: loaded from node_modules at run time.
+const external = ['zstd-napi'];
+// The CommonJS dependencies (undici, commander, tar-stream) call require() for Node's modules.
+const banner = { js: "import { createRequire as __ckptCreateRequire } from 'node:module';\nconst require = __ckptCreateRequire(import.meta.url);" };
 
 await build({
   entryPoints: ['dist/cli/main.js'],
@@ -13,9 +18,26 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node20',
-  // A native addon: loaded from node_modules at run time.
-  external: ['zstd-napi'],
-  // The CommonJS dependencies (undici, commander, tar-stream) call require() for Node's modules.
-  banner: { js: "import { createRequire as __ckptCreateRequire } from 'node:module';\nconst require = __ckptCreateRequire(import.meta.url);" },
+  external,
+  banner,
+  logLevel: 'warning',
+});
+
+// Each worker thread's module is bundled over the one tsc wrote, for the library and the CLI
+// alike: a worker starts a fresh Node and loads its module graph anew, and a pull starts one per
+// large layer. Bundled, three zstd workers take 0.27 CPU-seconds to start instead of 0.34. Built
+// from the sources, so that running this twice gives the same files.
+await build({
+  entryPoints: ['src/unpack/zstd-worker.ts', 'src/image/page-worker.ts'],
+  outdir: 'dist',
+  outbase: 'src',
+  allowOverwrite: true,
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  sourcemap: true,
+  external,
+  banner,
   logLevel: 'warning',
 });
