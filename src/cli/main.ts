@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { setMaxListeners } from 'node:events';
 import { setFlagsFromString } from 'node:v8';
 import { Command } from 'commander';

@@ -5,6 +5,7 @@ import { formatReference, parseReference, referenceSelector } from '../reference
 import { type RegistryAccess, openTarget } from '../target/open.js';
 import { unpackToArchive } from '../unpack/archive.js';
 import { unpackToDirectory } from '../unpack/directory.js';
+import { sparesForPull, startSpareZstdWorkers, stopSpareZstdWorkers } from '../unpack/zstd-spares.js';
 import { copy } from './copy.js';
 
 export interface PullOptions extends RegistryAccess, TransferOptions {
@@ -37,20 +38,26 @@ export async function pull(sourceInput: string, destination: string, options: Pu
     const copied = await copy(sourceInput, destination, options);
     return { source: copied.source, descriptor: copied.descriptor, manifest: copied.descriptor, destination: copied.reference, kind: 'layout' };
   }
-  const target = await openTarget(ref, options);
+  // Layers decode on worker threads that start while the manifest is read.
+  startSpareZstdWorkers(sparesForPull(options.concurrency));
   try {
-    const image = await resolveImage(target, referenceSelector(ref), options);
-    const archive = destination.endsWith('.tar');
-    const unpack = archive ? unpackToArchive : unpackToDirectory;
-    const result = await unpack(target, image.manifestDesc, destination, { ...options, manifest: image.manifest });
-    return {
-      source: formatReference(ref),
-      descriptor: image.root,
-      manifest: image.manifestDesc,
-      destination: result.path,
-      kind: archive ? 'archive' : 'directory',
-    };
+    const target = await openTarget(ref, options);
+    try {
+      const image = await resolveImage(target, referenceSelector(ref), options);
+      const archive = destination.endsWith('.tar');
+      const unpack = archive ? unpackToArchive : unpackToDirectory;
+      const result = await unpack(target, image.manifestDesc, destination, { ...options, manifest: image.manifest });
+      return {
+        source: formatReference(ref),
+        descriptor: image.root,
+        manifest: image.manifestDesc,
+        destination: result.path,
+        kind: archive ? 'archive' : 'directory',
+      };
+    } finally {
+      await target.close?.();
+    }
   } finally {
-    await target.close?.();
+    await stopSpareZstdWorkers();
   }
 }

@@ -3,15 +3,6 @@ import type { ThreadError } from '../threads/errors.js';
 
 /** What a zstd layer worker (zstd-worker.ts) and the main thread (zstd-thread.ts) say to each other. */
 
-/** What a zstd worker is given (its `workerData`). */
-export interface ZstdLayerJob {
-  /**
-   * The blob's digest. It names the layer in messages, and the worker hashes the compressed bytes
-   * it is given and checks them against it at their end.
-   */
-  digest: string;
-}
-
 /**
  * Where the content of the entry just announced goes: nowhere, into an open file at `position`,
  * or back to the main thread.
@@ -19,6 +10,11 @@ export interface ZstdLayerJob {
 export type ContentTarget = { kind: 'skip' } | { kind: 'file'; fd: number; position: number } | { kind: 'send' };
 
 export type ToZstdWorker =
+  /**
+   * The first message: the layer to read. `digest` is the blob's; it names the layer in messages,
+   * and the worker hashes the compressed bytes it is given and checks them against it at their end.
+   */
+  | { type: 'layer'; digest: string }
   /** Compressed bytes, in a buffer the worker hands back (`free`) once read. */
   | { type: 'input'; data: ArrayBuffer; length: number }
   /** The blob was read whole (its size checked; its digest is the worker's to check). */

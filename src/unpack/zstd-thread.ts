@@ -1,11 +1,11 @@
 import { Readable, Writable } from 'node:stream';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { CkptError } from '../errors.js';
 import type { TarEntry } from '../tar/extract.js';
 import { BlockSender } from '../threads/block-sender.js';
 import { errorFromThread } from '../threads/errors.js';
-import { workerUrl } from '../threads/worker-url.js';
-import type { FromZstdWorker, ToZstdWorker, ZstdLayerJob } from './zstd-protocol.js';
+import type { FromZstdWorker, ToZstdWorker } from './zstd-protocol.js';
+import { takeZstdWorker } from './zstd-spares.js';
 
 /** Compressed bytes in flight to the worker: a few buffers, filled and handed back in turn. */
 const INPUT_BUFFERS = 3;
@@ -41,10 +41,11 @@ export class ZstdLayerThread {
     const subject = digest;
     this.#subject = subject;
     this.#signal = signal;
-    this.#worker = new Worker(workerUrl('unpack/zstd-worker'), { workerData: { digest } satisfies ZstdLayerJob });
+    this.#worker = takeZstdWorker();
     this.#worker.on('message', (message: FromZstdWorker) => this.#receive(message));
     this.#worker.on('error', (err) => this.fail(err));
     this.#worker.on('exit', (code) => this.fail(new CkptError('READ_FAILED', `layer worker stopped (exit code ${code})`, { subject })));
+    this.#post({ type: 'layer', digest });
     this.input = new Writable({
       // Chunks are taken at once while a buffer is free: no stream back-pressure per chunk.
       highWaterMark: INPUT_SIZE,

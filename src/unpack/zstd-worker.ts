@@ -9,7 +9,7 @@
  * ended, which spares the main thread, the busiest on a pull, a second pass over them.
  */
 import { writeSync } from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import zstd from 'zstd-napi/binding.js';
 import { digestMismatch } from '../content/verify.js';
 import { CkptError } from '../errors.js';
@@ -17,7 +17,7 @@ import { hasherFor } from '../oci/digest.js';
 import { corruptArchive, treeEntry } from '../tar/read.js';
 import { errorToThread } from '../threads/errors.js';
 import { decodeHeader, type Frame, TarFramer } from './tar-framer.js';
-import type { ContentTarget, FromZstdWorker, ToZstdWorker, ZstdLayerJob } from './zstd-protocol.js';
+import type { ContentTarget, FromZstdWorker, ToZstdWorker } from './zstd-protocol.js';
 
 /** Bytes zstd writes at once, and so at most one write(2) of file content. */
 const OUTPUT = 1 << 20;
@@ -26,8 +26,6 @@ const SEND_WINDOW = 4;
 
 if (!parentPort) throw new Error('zstd-worker runs only as a worker thread');
 const port = parentPort;
-const { digest } = workerData as ZstdLayerJob;
-const subject = digest;
 
 function post(message: FromZstdWorker, transfer: ArrayBuffer[] = []): void {
   port.postMessage(message, transfer);
@@ -40,10 +38,12 @@ interface Content {
 }
 
 class LayerReader {
+  /** The blob's digest, which also names the layer in messages. */
+  readonly #digest: string;
   readonly #dctx = new zstd.DCtx();
   readonly #output = Buffer.allocUnsafeSlow(OUTPUT);
-  readonly #framer = new TarFramer(subject);
-  readonly #hash = hasherFor(digest);
+  readonly #framer: TarFramer;
+  readonly #hash: ReturnType<typeof hasherFor>;
   /** Compressed input from the main thread, each returned to it once read. */
   readonly #inputs: { buffer: ArrayBuffer; bytes: Uint8Array }[] = [];
   #ended = false;
@@ -62,6 +62,12 @@ class LayerReader {
    * decompression long before the digest can be checked, and a wrong digest is the truer report.
    */
   #corrupt: unknown;
+
+  constructor(digest: string) {
+    this.#digest = digest;
+    this.#framer = new TarFramer(digest);
+    this.#hash = hasherFor(digest);
+  }
 
   receive(message: ToZstdWorker): void {
     if (message.type === 'input') this.#hash.update(new Uint8Array(message.data, 0, message.length));
@@ -117,8 +123,8 @@ class LayerReader {
 
   async #take(frame: Frame): Promise<void> {
     if (frame.kind === 'header') {
-      const header = await decodeHeader(frame.header, subject);
-      const entry = treeEntry(header, subject);
+      const header = await decodeHeader(frame.header, this.#digest);
+      const entry = treeEntry(header, this.#digest);
       // tar-stream reads no content after a directory's header, whatever its size says.
       const size = header.type === 'directory' ? 0 : header.size;
       this.#framer.content(size);
@@ -164,7 +170,7 @@ class LayerReader {
       try {
         result = this.#dctx.decompressStream(this.#output, src);
       } catch (err) {
-        throw corruptArchive(err, subject);
+        throw corruptArchive(err, this.#digest);
       }
       const [remaining, produced, consumed] = result;
       this.#full = produced === OUTPUT && remaining !== 0;
@@ -184,7 +190,7 @@ class LayerReader {
   }
 
   #finish(): void {
-    if (this.#inFrame) throw new CkptError('CORRUPT_ARCHIVE', 'truncated or corrupt archive (it ends inside a zstd frame)', { subject });
+    if (this.#inFrame) throw new CkptError('CORRUPT_ARCHIVE', 'truncated or corrupt archive (it ends inside a zstd frame)', { subject: this.#digest });
     this.#framer.end();
     this.#failed = true; // nothing more to do: later messages are ignored
     post({ type: 'end' });
@@ -198,7 +204,7 @@ class LayerReader {
       post({ type: 'error', error: errorToThread(err) });
       return;
     }
-    const broken = corruptArchive(err, subject);
+    const broken = corruptArchive(err, this.#digest);
     if (!this.#ended && this.#corrupt === undefined && broken instanceof CkptError && broken.code === 'CORRUPT_ARCHIVE') {
       this.#corrupt = broken;
       // What was queued for decoding is hashed already: give the buffers back so the rest can come.
@@ -210,7 +216,7 @@ class LayerReader {
 
   /** DIGEST_MISMATCH unless the compressed bytes received, all of them, have the blob's digest. */
   #checkDigest(): CkptError | null {
-    return digestMismatch(digest, this.#hash, subject);
+    return digestMismatch(this.#digest, this.#hash, this.#digest);
   }
 }
 
@@ -221,5 +227,9 @@ function writeAll(fd: number, bytes: Uint8Array, position: number): void {
   for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
 }
 
-const reader = new LayerReader();
-port.on('message', (message: ToZstdWorker) => reader.receive(message));
+// A worker may be started before its layer is known (zstd-spares.ts): the first message names it.
+let reader: LayerReader | undefined;
+port.on('message', (message: ToZstdWorker) => {
+  if (message.type === 'layer') reader = new LayerReader(message.digest);
+  else reader?.receive(message);
+});
