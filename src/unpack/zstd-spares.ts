@@ -15,10 +15,14 @@ const SPARES: unique symbol = Symbol.for('ckpt.zstd-spare-workers');
 const holder = globalThis as typeof globalThis & { [SPARES]?: Worker[] };
 const spares = (holder[SPARES] ??= []);
 
+function spawn(): Worker {
+  return new Worker(workerUrl('unpack/zstd-worker'));
+}
+
 /** Starts workers until `count` are idle. */
 export function startSpareZstdWorkers(count: number): void {
   while (spares.length < count) {
-    const worker = new Worker(workerUrl('unpack/zstd-worker'));
+    const worker = spawn();
     // One that fails to start is dropped: a layer then starts its own, which reports the failure.
     const drop = (): void => {
       const at = spares.indexOf(worker);
@@ -33,7 +37,7 @@ export function startSpareZstdWorkers(count: number): void {
 /** An idle spare, or a new worker; either waits for its layer (a `layer` message). */
 export function takeZstdWorker(): Worker {
   const spare = spares.shift();
-  if (!spare) return new Worker(workerUrl('unpack/zstd-worker'));
+  if (!spare) return spawn();
   spare.removeAllListeners('error').removeAllListeners('exit');
   spare.ref();
   return spare;
