@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, type Readable, type Transform } from 'node:stream';
@@ -125,9 +125,11 @@ export class OciLayout implements Target {
       });
     }
     this.#writing++;
+    let file: WriteStream | undefined;
     try {
       await mkdir(ingestDir, { recursive: true });
-      await pipeline(content, check, createWriteStream(temp, { mode: 0o644 }), { signal: options.signal });
+      file = createWriteStream(temp, { mode: 0o644 });
+      await pipeline(content, check, file, { signal: options.signal });
       const final = this.blobPath(typeof digest === 'string' ? digest : digest());
       await mkdir(join(final, '..'), { recursive: true });
       await rename(temp, final);
@@ -139,6 +141,9 @@ export class OciLayout implements Target {
         state: 'done',
       });
     } catch (err) {
+      // An abort settles pipeline() before the file may even be open: its open would create the
+      // file after the rm below, so wait until the stream has closed.
+      if (file && !file.closed) await new Promise<void>((closed) => file?.once('close', () => closed()));
       await rm(temp, { force: true });
       throw fromSystemError(err, this.dir, true);
     } finally {
