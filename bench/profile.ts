@@ -30,9 +30,14 @@ export interface Summary {
   byFile: Array<{ file: string; ms: number; pct: number }>;
 }
 
+const SNAPSHOT = 'node_modules/.cache/ckpt-bench/snapshot/';
+
 function where(url: string): string {
   if (!url) return '(native)';
   const path = url.replace(/^file:\/\//, '');
+  // The bench runs a copy of dist/ from under node_modules/: name its files as the project's.
+  const snapshot = path.indexOf(SNAPSHOT);
+  if (snapshot >= 0) return path.slice(snapshot + SNAPSHOT.length);
   const nm = path.lastIndexOf('node_modules/');
   if (nm >= 0) return path.slice(nm + 'node_modules/'.length).split('/').slice(0, path.slice(nm).includes('/@') ? 2 : 1).join('/') + ' (dep)';
   if (path.startsWith('node:')) return path;

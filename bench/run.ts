@@ -10,14 +10,14 @@
  *   BENCH_PAGES_FILES=4   pages-N.img files (processes); sizes 1/2, 1/4, 1/8, 1/8
  *   BENCH_RUNS=3          runs of every timed measure; the median is reported
  *   BENCH_RSS_SIZES=      extra sizes (e.g. 4G) at which only ckpt push zstd and ckpt pull run once, for peak RSS
- *   BENCH_ONLY=           comma list of groups: push,pull,repush,inspect,rss (default: all)
+ *   BENCH_ONLY=           comma list of groups: push,pull,repush,inspect,rss,profile (default: all)
  *   BENCH_WORK=bench/work scratch space (~2.5x BENCH_SIZE, plus 2x each RSS size); bound into the e2e root as /bench
  *   BENCH_ROOT_WAIT=900   seconds to wait for the e2e root's lock (an e2e run using it) before running without it
  *   BENCH_KEEP=           keep the registry's storage and the pulled outputs
  *   BENCH_FIXTURE=        the checkpoint whose metadata the generated one copies (default: the shared podman-counter.tar)
  *
  * Writes bench/results/latest.json and bench/results/latest.md (and a timestamped copy of the JSON in
- * BENCH_WORK/history/).
+ * BENCH_WORK/history/), and CPU profiles of one extra push and pull in bench/results/profiles/.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, connect, type Server, type Socket } from 'node:net';
@@ -26,6 +26,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ensureCheckpoint, type GenerateResult, parseSize } from './generate.js';
+import { type Summary, summarise } from './profile.js';
 
 // ---- configuration ----------------------------------------------------------------------------
 
@@ -38,7 +39,7 @@ const SEED = env.BENCH_SEED ?? '1';
 const PAGES_FILES = Number(env.BENCH_PAGES_FILES ?? 4);
 const RUNS = Math.max(1, Number(env.BENCH_RUNS ?? 3));
 const RSS_SIZES = (env.BENCH_RSS_SIZES ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-const ONLY = new Set((env.BENCH_ONLY ?? 'push,pull,repush,inspect,rss').split(',').map((s) => s.trim()));
+const ONLY = new Set((env.BENCH_ONLY ?? 'push,pull,repush,inspect,rss,profile').split(',').map((s) => s.trim()));
 const WORK = resolve(env.BENCH_WORK ?? join(REPO, 'bench', 'work'));
 const ROOT_WAIT = Number(env.BENCH_ROOT_WAIT ?? 900);
 const KEEP = Boolean(env.BENCH_KEEP);
@@ -117,6 +118,40 @@ const ckpt = (args: string[], env2: NodeJS.ProcessEnv = {}) => run('node', [CKPT
 
 /** Runs bash on the host (under GNU time, for its CPU seconds). */
 const sh = (script: string) => run('/bin/bash', ['-euo', 'pipefail', '-c', script], { rss: true });
+
+/** What one profiled run left: a profile per thread, the main thread first. */
+interface Profiled {
+  name: string;
+  seconds: number;
+  threads: Array<{ file: string } & Summary>;
+}
+
+const PROFILES = join(RESULTS, 'profiles');
+
+/**
+ * One more ckpt run, not counted among the samples, under `--cpu-prof`: its profiles replace
+ * `results/profiles/<name>.thread<N>.cpuprofile` (thread 0 is the main thread, then the workers in
+ * the order they started), so the profiles beside a table are always of the code it measured.
+ */
+async function profiled(name: string, args: string[]): Promise<Profiled> {
+  const dir = join(WORK, `profile-${name}`);
+  rmSync(dir, { recursive: true, force: true });
+  const x = await run('node', ['--cpu-prof', '--cpu-prof-dir', dir, CKPT, ...args]);
+  // CPU.<date>.<time>.<pid>.<thread id>.<sequence>.cpuprofile
+  const threadId = (file: string) => Number(file.split('.').at(-3));
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.cpuprofile'))
+    .sort((p, q) => threadId(p) - threadId(q));
+  mkdirSync(PROFILES, { recursive: true });
+  for (const old of readdirSync(PROFILES)) if (old.startsWith(`${name}.thread`)) rmSync(join(PROFILES, old));
+  const threads = files.map((f, i) => {
+    const file = join(PROFILES, `${name}.thread${i}.cpuprofile`);
+    copyFileSync(join(dir, f), file);
+    return { file: file.slice(REPO.length + 1), ...summarise(file, 5) };
+  });
+  rmSync(dir, { recursive: true, force: true });
+  return { name, seconds: x.seconds, threads };
+}
 
 // ---- the e2e root (buildah, podman, oras) -----------------------------------------------------
 
@@ -582,6 +617,7 @@ async function main(): Promise<void> {
   const P = `127.0.0.1:${proxy.port}`;
   log(`registry on ${R}, counting proxy on ${P}`);
   const tools: Record<string, string> = {};
+  const profiles: Profiled[] = [];
   let cleanup = async () => {
     await proxy.stop();
     registry.child.kill();
@@ -675,7 +711,7 @@ async function main(): Promise<void> {
 
     // The image every pull reads: ckpt's zstd build (podman and ckpt pull the same bytes).
     const image = `${R}/ckpt-zstd-r1:bench`;
-    if (ONLY.has('pull') || ONLY.has('inspect')) {
+    if (ONLY.has('pull') || ONLY.has('inspect') || ONLY.has('profile')) {
       if (!measures.get('push-zstd')?.samples.length) await ckpt(['push', tarA, image, '--no-cache']);
     }
 
@@ -730,6 +766,18 @@ async function main(): Promise<void> {
             });
           }
         }
+      }
+    }
+
+    // -- profiles of the slow paths: one more push and pull each, under --cpu-prof ----------------
+    if (ONLY.has('profile')) {
+      log('== profiles');
+      profiles.push(await profiled(`push-zstd-${sizeLabel(SIZE)}`, ['push', tarA, `${R}/profile:bench`, '--no-cache']));
+      if (hasPull) {
+        const out = join(WORK, 'profile-pull-out');
+        rmSync(out, { recursive: true, force: true });
+        profiles.push(await profiled(`pull-dir-${sizeLabel(SIZE)}`, ['pull', image, out]));
+        rmSync(out, { recursive: true, force: true });
       }
     }
 
@@ -826,7 +874,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const report = buildReport({ startedAt, load0, tools, a, b, hasPull, rootShared: root?.shared ?? false, root: Boolean(root) });
+  const report = buildReport({ startedAt, load0, tools, a, b, hasPull, rootShared: root?.shared ?? false, root: Boolean(root), profiles });
   const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
   writeFileSync(join(RESULTS, 'latest.json'), `${JSON.stringify(report.json, null, 2)}\n`);
   mkdirSync(join(WORK, 'history'), { recursive: true });
@@ -862,6 +910,7 @@ function buildReport(ctx: {
   hasPull: boolean;
   rootShared: boolean;
   root: boolean;
+  profiles: Profiled[];
 }): { json: unknown; markdown: string } {
   const rows: Row[] = [];
   const L = sizeLabel(SIZE);
@@ -1008,7 +1057,23 @@ function buildReport(ctx: {
   md.push(`Tools: ${Object.entries(ctx.tools).map(([k, v]) => `${k}: ${v}`).join('; ')}. e2e root: ${env2.e2eRoot}.`);
   md.push('</details>');
   md.push('');
-  return { json: { environment: env2, rows, measures: all }, markdown: md.join('\n') };
+  if (ctx.profiles.length) {
+    md.push('<details><summary>where the time goes: one more run of each slow path under --cpu-prof</summary>');
+    md.push('');
+    md.push('Self time by function; `idle` is a thread waiting (on I/O, on other threads, on the registry). Summarise a profile with `node node_modules/.cache/ckpt-bench/profile.js FILE`.');
+    md.push('');
+    md.push('| run | thread | profile | busy / wall | top functions (self ms) |');
+    md.push('|---|---|---|---|---|');
+    for (const p of ctx.profiles) {
+      p.threads.forEach((t, i) => {
+        const top = t.byFunction.map((f) => `${f.name.replace(/\|/g, '/')} ${f.ms}`).join('; ');
+        md.push(`| ${p.name} (${p.seconds.toFixed(2)} s) | ${i === 0 ? 'main' : `worker ${i}`} | \`${t.file}\` | ${t.wallMs - t.idleMs} / ${t.wallMs} ms | ${top} |`);
+      });
+    }
+    md.push('</details>');
+    md.push('');
+  }
+  return { json: { environment: env2, rows, measures: all, profiles: ctx.profiles }, markdown: md.join('\n') };
 }
 
 main().catch((err: unknown) => {
