@@ -29,6 +29,16 @@ function engineOf(spec: SpecDump | undefined): Engine {
   return 'containerd';
 }
 
+/**
+ * The engine and OCI runtime of a container checkpoint, from config.dump and spec.dump alone:
+ * known while the rest of the checkpoint is still being read.
+ */
+export function containerEngine(configBytes: Buffer, specBytes: Buffer, subject: string): { engine: Engine; runtime: string | undefined } {
+  const config = parseJson(ConfigDumpSchema, configBytes, `${subject}: config.dump`, 'INVALID_METADATA');
+  const spec = parseJson(SpecDumpSchema, specBytes, `${subject}: spec.dump`, 'INVALID_METADATA');
+  return { engine: engineOf(spec), runtime: str(config.runtime) };
+}
+
 function jsonAnnotation(value: string | undefined): Record<string, unknown> | undefined {
   if (!value) return undefined;
   try {

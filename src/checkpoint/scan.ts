@@ -44,9 +44,20 @@ export class CheckpointScanner {
   readonly #subject: string;
   readonly #result: ScanResult = { files: new Map(), pages: [], count: 0, bytes: 0 };
   readonly #pending: Promise<void>[] = [];
+  readonly #waiting = new Map<string, Array<(bytes: Buffer | undefined) => void>>();
 
   constructor(subject: string) {
     this.#subject = subject;
+  }
+
+  /**
+   * One of the small files ckpt reads whole, as soon as it has been read; undefined when the scan
+   * ends without it.
+   */
+  captured(path: string): Promise<Buffer | undefined> {
+    const bytes = this.#result.files.get(path);
+    if (bytes) return Promise.resolve(bytes);
+    return new Promise((resolve) => this.#waiting.set(path, [...(this.#waiting.get(path) ?? []), resolve]));
   }
 
   /**
@@ -64,11 +75,17 @@ export class CheckpointScanner {
       return undefined;
     }
     if (entry.path === 'rootfs-diff.tar') return this.#track(summariseTar(entry.size, this.#subject, (s) => (r.rootfsDiff = s)));
-    if (entry.path === 'dump.log') return this.#track(capture(entry.path, LOG_HEAD, false, r.files, this.#subject));
+    if (entry.path === 'dump.log') return this.#track(capture(entry.path, LOG_HEAD, false, (bytes) => this.#keep(entry.path, bytes), this.#subject));
     if (CAPTURED_TOP.has(entry.path) || CAPTURED_CRIU_RE.test(entry.path)) {
-      return this.#track(capture(entry.path, CAPTURE_LIMIT, true, r.files, this.#subject));
+      return this.#track(capture(entry.path, CAPTURE_LIMIT, true, (bytes) => this.#keep(entry.path, bytes), this.#subject));
     }
     return undefined;
+  }
+
+  #keep(path: string, bytes: Buffer): void {
+    this.#result.files.set(path, bytes);
+    for (const resolve of this.#waiting.get(path) ?? []) resolve(bytes);
+    this.#waiting.delete(path);
   }
 
   #track(sink: Writable): Writable {
@@ -83,11 +100,13 @@ export class CheckpointScanner {
   /** Everything seen, once every copy handed out by observe() has been written to its end. */
   async result(): Promise<ScanResult> {
     await Promise.all(this.#pending);
+    for (const waiters of this.#waiting.values()) for (const resolve of waiters) resolve(undefined);
+    this.#waiting.clear();
     return this.#result;
   }
 }
 
-function capture(path: string, limit: number, strict: boolean, into: Map<string, Buffer>, subject: string): Writable {
+function capture(path: string, limit: number, strict: boolean, keep: (bytes: Buffer) => void, subject: string): Writable {
   const chunks: Buffer[] = [];
   let size = 0;
   return new Writable({
@@ -101,7 +120,7 @@ function capture(path: string, limit: number, strict: boolean, into: Map<string,
       done();
     },
     final(done) {
-      into.set(path, Buffer.concat(chunks));
+      keep(Buffer.concat(chunks));
       done();
     },
   });

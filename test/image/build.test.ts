@@ -1,7 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { CheckpointSource } from '../../src/checkpoint/entry.js';
 import { openCheckpoint } from '../../src/checkpoint/open.js';
 import { build } from '../../src/commands/build.js';
 import { type BuildImageResult, buildImage } from '../../src/image/build.js';
@@ -214,5 +217,42 @@ describe('an image made with the Kubernetes buildah recipe', () => {
     const result = await build(`oci:${recipe}:latest`, `oci:${layout}:rebuilt`, { compression: 'gzip', hostInfo: false });
     expect(result.metadata).toMatchObject({ engine: 'cri-o', container: { name: 'counter' }, pod: { name: 'counter-pod' } });
     await expectSameTree(await umociUnpack(layout, 'rebuilt'), await extractFixture('crio-counter.tar'));
+  });
+});
+
+describe("this node's facts", () => {
+  it('are asked while the layers are still being written, not after them', async () => {
+    // A podman that marks that it ran; the checkpoint's page files wait for that mark.
+    const bin = await tempDir('ckpt-bin-');
+    const mark = join(bin, 'asked');
+    await writeFile(join(bin, 'podman'), `#!/bin/sh\ntouch '${mark}'\necho 'podman version 9.8.7'\n`, { mode: 0o755 });
+    const source = await openCheckpoint(fixture('podman-counter.tar'));
+    const waiting: CheckpointSource = {
+      name: source.name,
+      kind: source.kind,
+      fingerprint: () => source.fingerprint(),
+      async *entries(signal) {
+        for await (const item of source.entries(signal)) {
+          if (item.entry.path.startsWith('checkpoint/pages-')) {
+            for (let waited = 0; !existsSync(mark); waited += 10) {
+              if (waited > 10_000) throw new Error('podman --version did not run before the memory pages were read');
+              await sleep(10);
+            }
+          }
+          yield item;
+        }
+      },
+    };
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path ?? ''}`;
+    try {
+      const layout = await OciLayout.open(join(await tempDir(), 'layout'), { create: true });
+      const result = await buildImage(waiting, layout, { tag: 't' });
+      expect(result.host?.engineVersion).toBe('9.8.7');
+      const manifest = ManifestSchema.parse(await blobJson(layout.dir, result.descriptor.digest));
+      expect(manifest.annotations?.['org.criu.checkpoint.engine.version']).toBe('9.8.7');
+    } finally {
+      process.env.PATH = path;
+    }
   });
 });
