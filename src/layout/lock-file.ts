@@ -13,25 +13,50 @@ const RETRY_MS = 10;
  * is gone, or that is older than any update takes, was left by a crash and is taken over.
  */
 export async function withLockFile<T>(lockPath: string, update: () => Promise<T>): Promise<T> {
-  for (;;) {
-    try {
-      const handle = await open(lockPath, 'wx');
-      try {
-        await handle.writeFile(`${process.pid}\n`);
-      } finally {
-        await handle.close();
-      }
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, lockPath, true);
-    }
-    if (await isStale(lockPath)) await rm(lockPath, { force: true });
-    else await sleep(RETRY_MS);
+  while (!(await create(lockPath))) {
+    if (!(await isStale(lockPath) && (await takeOver(lockPath)))) await sleep(RETRY_MS);
   }
   try {
     return await update();
   } finally {
     await rm(lockPath, { force: true });
+  }
+}
+
+/** Creates `path` holding this process's pid; false when it exists. */
+async function create(path: string): Promise<boolean> {
+  try {
+    const handle = await open(path, 'wx');
+    try {
+      await handle.writeFile(`${process.pid}\n`);
+    } finally {
+      await handle.close();
+    }
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw fromSystemError(err, path, true);
+  }
+}
+
+/**
+ * Removes a stale lock, as the one waiter holding `<lock>.takeover` and after judging it stale
+ * again: two waiters that both found it stale would otherwise both remove it, the second one
+ * removing the lock the first had just made. True when this waiter removed it.
+ */
+async function takeOver(lockPath: string): Promise<boolean> {
+  const guard = `${lockPath}.takeover`;
+  if (!(await create(guard))) {
+    // Its holder died during a takeover (a few milliseconds): stale the same way.
+    if (await isStale(guard)) await rm(guard, { force: true });
+    return false;
+  }
+  try {
+    if (!(await isStale(lockPath))) return false;
+    await rm(lockPath, { force: true });
+    return true;
+  } finally {
+    await rm(guard, { force: true });
   }
 }
 
