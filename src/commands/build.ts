@@ -1,8 +1,9 @@
-import { readdir, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { readdir } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { openCheckpoint } from '../checkpoint/open.js';
 import { CkptError } from '../errors.js';
 import { type BuildImageOptions, type BuildImageResult, buildImage } from '../image/build.js';
+import { removeUnusedLayout } from '../layout/store.js';
 import { type ImageReference, formatReference, parseReference } from '../reference.js';
 import { type OpenTargetOptions, openTarget } from '../target/open.js';
 
@@ -22,14 +23,6 @@ async function layoutBefore(dir: string): Promise<'missing' | 'empty' | 'present
   }
 }
 
-/** Removes what a failed build created in a layout that did not exist (or was empty) before. */
-async function undoLayout(dir: string, before: 'missing' | 'empty' | 'present'): Promise<void> {
-  if (before === 'missing') await rm(dir, { recursive: true, force: true });
-  if (before === 'empty') {
-    for (const name of await readdir(dir).catch(() => [])) await rm(join(dir, name), { recursive: true, force: true });
-  }
-}
-
 function destinationTag(ref: ImageReference, input: string): string {
   if (ref.digest) throw new CkptError('INVALID_REFERENCE', 'a build destination takes a tag, not a digest', { subject: input });
   return ref.tag ?? 'latest';
@@ -38,7 +31,8 @@ function destinationTag(ref: ImageReference, input: string): string {
 /**
  * Turns a checkpoint (archive, directory, raw CRIU dump, or checkpoint image) into a checkpoint
  * image at `destination` (`oci:DIR[:TAG]` or a registry reference). On failure nothing is left
- * tagged, and a layout the build created is removed.
+ * tagged, and a layout the build created is removed, unless another build has tagged into it or
+ * is writing to it meanwhile.
  */
 export async function build(sourceInput: string, destination: string, options: BuildOptions = {}): Promise<BuildResult> {
   const ref = parseReference(destination);
@@ -54,7 +48,8 @@ export async function build(sourceInput: string, destination: string, options: B
       await target.close?.();
     }
   } catch (err) {
-    if (ref.kind === 'layout') await undoLayout(resolve(ref.dir), before);
+    // Not a layout another build is using; a failure to remove must not hide the first one.
+    if (ref.kind === 'layout' && before !== 'present') await removeUnusedLayout(resolve(ref.dir), before === 'empty').catch(() => undefined);
     throw err;
   } finally {
     await source.close?.();

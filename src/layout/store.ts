@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import type { WriteStream } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, type Readable, type Transform } from 'node:stream';
@@ -16,6 +16,8 @@ const LAYOUT_FILE = 'oci-layout';
 const INDEX_FILE = 'index.json';
 /** Blobs are written here first and renamed into blobs/ once complete and verified. */
 const INGEST_DIR = '.ingest';
+/** What a layout holds while it is being made, before its oci-layout file. */
+const SKELETON = new Set(['blobs', INDEX_FILE]);
 
 export interface OpenLayoutOptions {
   /** Create the layout when the directory is missing or empty. */
@@ -45,14 +47,14 @@ export class OciLayout implements Target {
     const layout = new OciLayout(resolve(dir));
     const state = await layoutState(layout.dir);
     if (state === 'layout') return layout;
-    if (state === 'other') {
+    if (state === 'other' || (state === 'partial' && !options.create)) {
       throw new CkptError('NOT_LAYOUT', 'exists but is not an OCI image layout (no oci-layout file)', { subject: dir });
     }
     if (!options.create) {
       throw new CkptError('NOT_FOUND', 'no OCI image layout here', { subject: dir });
     }
     try {
-      await createLayout(layout.dir, state);
+      await createLayout(layout.dir, state === 'partial' ? 'empty' : state);
     } catch (err) {
       throw fromSystemError(err, dir, true);
     }
@@ -127,8 +129,7 @@ export class OciLayout implements Target {
     this.#writing++;
     let file: WriteStream | undefined;
     try {
-      await mkdir(ingestDir, { recursive: true });
-      file = createWriteStream(temp, { mode: 0o644 });
+      file = await createTemp(ingestDir, temp);
       await pipeline(content, check, file, { signal: options.signal });
       const final = this.blobPath(typeof digest === 'string' ? digest : digest());
       await mkdir(join(final, '..'), { recursive: true });
@@ -141,8 +142,7 @@ export class OciLayout implements Target {
         state: 'done',
       });
     } catch (err) {
-      // An abort settles pipeline() before the file may even be open: its open would create the
-      // file after the rm below, so wait until the stream has closed.
+      // An abort settles pipeline() before the stream has closed its file.
       if (file && !file.closed) await new Promise<void>((closed) => file?.once('close', () => closed()));
       await rm(temp, { force: true });
       throw fromSystemError(err, this.dir, true);
@@ -236,6 +236,58 @@ function withoutRefName(desc: Descriptor): Descriptor {
 }
 
 /**
+ * Creates a blob's temporary file in the ingest area. Another process writing to the same layout
+ * removes the area when its last write ends, which may fall between our mkdir and our open: then
+ * the area is made again.
+ */
+async function createTemp(dir: string, path: string): Promise<WriteStream> {
+  for (let attempt = 1; ; attempt++) {
+    await mkdir(dir, { recursive: true });
+    try {
+      return (await open(path, 'wx', 0o644)).createWriteStream();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 10) throw err;
+    }
+  }
+}
+
+/**
+ * Removes a layout a failed build made (`keepDir`: empties it, for a directory that existed empty),
+ * unless another process has used it meanwhile: a tag in index.json, or blobs being written. It
+ * holds index.json.lock while it looks and removes, so no tag lands in between; a layout whose
+ * index cannot be read is left alone.
+ */
+export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise<void> {
+  const names = await readdir(dir).catch(() => undefined);
+  if (!names) return;
+  const remove = async () => {
+    if (!keepDir) return rm(dir, { recursive: true, force: true });
+    for (const name of await readdir(dir)) await rm(join(dir, name), { recursive: true, force: true });
+  };
+  // A skeleton never finished: nothing in it can be anyone's yet.
+  if (!names.includes(LAYOUT_FILE)) {
+    if (names.every((name) => SKELETON.has(name))) await remove();
+    return;
+  }
+  const used = async () => {
+    try {
+      await stat(join(dir, INGEST_DIR));
+      return true;
+    } catch {
+      // No blob being written: is anything tagged?
+    }
+    try {
+      return IndexSchema.parse(JSON.parse(await readFile(join(dir, INDEX_FILE), 'utf8'))).manifests.length > 0;
+    } catch {
+      return true;
+    }
+  };
+  await withLockFile(join(dir, `${INDEX_FILE}.lock`), async () => {
+    if (!(await used())) await remove();
+  });
+}
+
+/**
  * Writes a new layout's skeleton. A missing directory is made beside it and renamed into place, so
  * another process creating the same layout at once never sees it half made and either one's copy
  * serves both; an existing empty directory (a mount point, say) is filled in place.
@@ -265,7 +317,7 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
   }
 }
 
-async function layoutState(dir: string): Promise<'missing' | 'empty' | 'layout' | 'other'> {
+async function layoutState(dir: string): Promise<'missing' | 'empty' | 'partial' | 'layout' | 'other'> {
   let entries: string[];
   try {
     entries = await readdir(dir);
@@ -276,7 +328,8 @@ async function layoutState(dir: string): Promise<'missing' | 'empty' | 'layout' 
     throw fromSystemError(err, dir);
   }
   if (entries.length === 0) return 'empty';
-  if (!entries.includes(LAYOUT_FILE)) return 'other';
+  // Another process filling this directory: not yet a layout, but to be filled, not refused.
+  if (!entries.includes(LAYOUT_FILE)) return entries.every((name) => SKELETON.has(name)) ? 'partial' : 'other';
   const marker = parseJson(LayoutMarkerSchema, await readFile(join(dir, LAYOUT_FILE)), join(dir, LAYOUT_FILE), 'NOT_LAYOUT');
   if (!marker.imageLayoutVersion.startsWith('1.')) {
     throw new CkptError('NOT_LAYOUT', `unsupported imageLayoutVersion ${marker.imageLayoutVersion}`, { subject: dir });

@@ -1,9 +1,13 @@
-import { stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { execa } from 'execa';
 import { expect, it } from 'vitest';
 import { build } from '../../src/commands/build.js';
 import { isCkptError } from '../../src/errors.js';
-import { fixture, tempDir } from '../helpers/tree.js';
+import { OciLayout } from '../../src/layout/store.js';
+import { extractFixture, fixture, tempDir } from '../helpers/tree.js';
 
 it('a build aborted while it reads fails with ABORTED and leaves no layout behind', async () => {
   const layout = join(await tempDir(), 'layout');
@@ -17,4 +21,26 @@ it('a build aborted while it reads fails with ABORTED and leaves no layout behin
   expect(isCkptError(err, 'ABORTED'), String(err)).toBe(true);
   expect((err as Error).message).toContain('operation aborted');
   await expect(stat(layout)).rejects.toThrow(/ENOENT/);
+});
+
+it('a build that fails in a new layout leaves what another build tagged there meanwhile', async () => {
+  const layout = join(await tempDir(), 'layout');
+  // Memory that takes seconds to read: 4 GiB of zeros, in a sparse file.
+  const slow = await extractFixture('podman-counter.tar');
+  await truncate(join(slow, 'checkpoint/pages-1.img'), 4 * 2 ** 30);
+  const controller = new AbortController();
+  const failing = build(slow, `oci:${layout}:slow`, { signal: controller.signal, hostInfo: false }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  for (let waited = 0; !existsSync(join(layout, 'oci-layout')); waited += 10) {
+    if (waited > 10_000) throw new Error('the slow build made no layout');
+    await sleep(10);
+  }
+  await build(fixture('crio-counter.tar'), `oci:${layout}:other`, { hostInfo: false });
+  controller.abort();
+  const err = await failing;
+  expect(isCkptError(err, 'ABORTED'), String(err)).toBe(true);
+  expect(await (await OciLayout.open(layout)).tags()).toEqual(['other']);
+  await execa('skopeo', ['inspect', `oci:${layout}:other`]);
 });

@@ -1,9 +1,10 @@
-import { utimes, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { OciLayout } from '../../src/layout/store.js';
+import { OciLayout, removeUnusedLayout } from '../../src/layout/store.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import type { Descriptor } from '../../src/oci/schemas.js';
 import { ckpt, fixture, tempDir } from '../helpers/tree.js';
@@ -47,6 +48,16 @@ describe('tags in one layout', () => {
     expect((await (await OciLayout.open(dir)).tags()).sort()).toEqual(['p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7']);
   });
 
+  it('made in an existing empty directory by several processes at once: each fills it, none refuses it', async () => {
+    const { desc } = await layoutWithBlob();
+    for (let round = 0; round < 3; round++) {
+      const dir = join(await tempDir('ckpt-tags-'), 'mount-point');
+      await mkdir(dir);
+      await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((p) => tagInProcess(dir, desc, [`p${p}`])));
+      expect((await (await OciLayout.open(dir)).tags()).sort()).toEqual(['p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7']);
+    }
+  });
+
   it('two builds into one new layout at once: it is made once and keeps both, and skopeo reads both', async () => {
     const dir = join(await tempDir('ckpt-tags-'), 'new', 'layout');
     const builds = await Promise.all(
@@ -84,5 +95,32 @@ describe('tags in one layout', () => {
     await layout.tag(desc, 'after-old');
     expect(Date.now() - started).toBeLessThan(5000);
     expect(await layout.tags()).toEqual(['waited', 'after-crash', 'after-old']);
+  });
+});
+
+describe('a layout a failed build made', () => {
+  it('is removed, or emptied where the directory existed, when nobody else has used it', async () => {
+    const { dir } = await layoutWithBlob();
+    await removeUnusedLayout(dir, true);
+    expect(await readdir(dir)).toEqual([]);
+    await OciLayout.open(dir, { create: true });
+    await removeUnusedLayout(dir, false);
+    expect(existsSync(dir)).toBe(false);
+    // Left half made: its skeleton alone.
+    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+    await writeFile(join(dir, 'index.json'), '{}');
+    await removeUnusedLayout(dir, false);
+    expect(existsSync(dir)).toBe(false);
+  });
+
+  it('is kept when another process tagged into it or is writing a blob to it', async () => {
+    const tagged = await layoutWithBlob();
+    await tagged.layout.tag(tagged.desc, 'theirs');
+    await removeUnusedLayout(tagged.dir, false);
+    expect(await tagged.layout.tags()).toEqual(['theirs']);
+    const writing = await layoutWithBlob();
+    await mkdir(join(writing.dir, '.ingest'));
+    await removeUnusedLayout(writing.dir, false);
+    expect(await writing.layout.exists(writing.desc)).toBe(true);
   });
 });
