@@ -30,13 +30,14 @@ function engineOf(spec: SpecDump | undefined): Engine {
 }
 
 /**
- * The engine and OCI runtime of a container checkpoint, from config.dump and spec.dump alone:
- * known while the rest of the checkpoint is still being read.
+ * config.dump and spec.dump parsed, with the engine and OCI runtime they name: all known as soon
+ * as these two files are read, while the rest of a checkpoint is still being read.
  */
-export function containerEngine(configBytes: Buffer, specBytes: Buffer, subject: string): { engine: Engine; runtime: string | undefined } {
-  const config = parseJson(ConfigDumpSchema, configBytes, `${subject}: config.dump`, 'INVALID_METADATA');
-  const spec = parseJson(SpecDumpSchema, specBytes, `${subject}: spec.dump`, 'INVALID_METADATA');
-  return { engine: engineOf(spec), runtime: str(config.runtime) };
+export function containerDumps(configBytes: Buffer | undefined, specBytes: Buffer | undefined, subject: string) {
+  const config = configBytes ? parseJson(ConfigDumpSchema, configBytes, `${subject}: config.dump`, 'INVALID_METADATA') : undefined;
+  const spec = specBytes ? parseJson(SpecDumpSchema, specBytes, `${subject}: spec.dump`, 'INVALID_METADATA') : undefined;
+  const engine: Engine = config && spec ? engineOf(spec) : 'criu';
+  return { config, spec, engine, runtime: str(config?.runtime) };
 }
 
 function jsonAnnotation(value: string | undefined): Record<string, unknown> | undefined {
@@ -122,9 +123,7 @@ export function interpretScan(scan: ScanResult, subject: string): CheckpointMeta
   if (criuDir === 'checkpoint/' && (!configBytes || !specBytes)) {
     throw new CkptError('NOT_CHECKPOINT', `container checkpoint without ${configBytes ? 'spec.dump' : 'config.dump'}`, { subject });
   }
-  const config = configBytes ? parseJson(ConfigDumpSchema, configBytes, at('config.dump'), 'INVALID_METADATA') : undefined;
-  const spec = specBytes ? parseJson(SpecDumpSchema, specBytes, at('spec.dump'), 'INVALID_METADATA') : undefined;
-  const engine: Engine = config && spec ? engineOf(spec) : 'criu';
+  const { config, spec, engine, runtime } = containerDumps(configBytes, specBytes, subject);
   const who = config && spec ? identity(engine, config, spec) : { container: {}, pod: undefined, image: {} };
 
   const inventory = decodeInventory(read(`${criuDir}inventory.img`) as Buffer, at(`${criuDir}inventory.img`));
@@ -149,7 +148,7 @@ export function interpretScan(scan: ScanResult, subject: string): CheckpointMeta
     container: definedOnly(who.container) ?? {},
     pod: definedOnly(who.pod),
     image: definedOnly(who.image) ?? {},
-    runtime: str(config?.runtime),
+    runtime,
     command: spec?.process?.args,
     created: str(config?.createdTime),
     checkpointed: str(config?.checkpointedTime) ?? scan.inventoryTime?.toISOString(),

@@ -52,7 +52,7 @@ export class CheckpointScanner {
 
   /**
    * One of the small files ckpt reads whole, as soon as it has been read; undefined when the scan
-   * ends without it.
+   * ends (or fails) without it. Never settles if result() is never called: an abandoned scan.
    */
   captured(path: string): Promise<Buffer | undefined> {
     const bytes = this.#result.files.get(path);
@@ -99,10 +99,13 @@ export class CheckpointScanner {
 
   /** Everything seen, once every copy handed out by observe() has been written to its end. */
   async result(): Promise<ScanResult> {
-    await Promise.all(this.#pending);
-    for (const waiters of this.#waiting.values()) for (const resolve of waiters) resolve(undefined);
-    this.#waiting.clear();
-    return this.#result;
+    try {
+      await Promise.all(this.#pending);
+      return this.#result;
+    } finally {
+      for (const waiters of this.#waiting.values()) for (const resolve of waiters) resolve(undefined);
+      this.#waiting.clear();
+    }
   }
 }
 

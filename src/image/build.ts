@@ -3,13 +3,14 @@ import { availableParallelism } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import type { CheckpointSource, TreeEntry } from '../checkpoint/entry.js';
 import { collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
-import { containerEngine, interpretScan } from '../checkpoint/metadata.js';
+import { containerDumps, interpretScan } from '../checkpoint/metadata.js';
 import { CheckpointScanner, type LayerRole, layerRole } from '../checkpoint/scan.js';
 import type { CheckpointMetadata, Engine, HostInfo } from '../checkpoint/schemas.js';
 import { type Compression, compressionLevel, defaultThreads } from '../compress/codec.js';
 import { limiter } from '../content/limit.js';
 import { pushJson } from '../content/push-json.js';
 import type { Target, TransferOptions } from '../content/target.js';
+import { fromSystemError } from '../errors.js';
 import { ustarFileHeader } from '../tar/ustar.js';
 import { Annotation, CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../oci/mediatypes.js';
 import type { Descriptor, ImageConfig, Index, Manifest } from '../oci/schemas.js';
@@ -193,7 +194,8 @@ async function writeLayers(
     startPages(groups.rest());
     return await Promise.all(all().map(close));
   } catch (err) {
-    stop.abort(err);
+    // The store's pipeline, stopped by the signal, fails its source with Node's AbortError too.
+    stop.abort((err as NodeJS.ErrnoException).code === 'ABORT_ERR' ? fromSystemError(err, source.name) : err);
     for (const layer of all()) if (writing(layer)) layer.abort(err as Error);
     await Promise.allSettled(all().map(close));
     // What failed first, not the abort it caused elsewhere.
@@ -264,11 +266,11 @@ async function earlyHostInfo(
   if (!config || !spec) return undefined;
   let who: { engine: Engine; runtime: string | undefined };
   try {
-    who = containerEngine(config, spec, subject);
+    who = containerDumps(config, spec, subject);
   } catch {
     return undefined;
   }
-  return { ...who, host: await collectHostInfo(who.engine, who.runtime, signal) };
+  return { engine: who.engine, runtime: who.runtime, host: await collectHostInfo(who.engine, who.runtime, signal) };
 }
 
 /** This node's facts for the cache: reused while nothing they come from has changed. */

@@ -13,28 +13,32 @@ const RETRY_MS = 10;
  * is gone, or that is older than any update takes, was left by a crash and is taken over.
  */
 export async function withLockFile<T>(lockPath: string, update: () => Promise<T>): Promise<T> {
-  while (!(await create(lockPath))) {
+  let mine: bigint | undefined;
+  while ((mine = await create(lockPath)) === undefined) {
     if (!(await isStale(lockPath) && (await takeOver(lockPath)))) await sleep(RETRY_MS);
   }
   try {
     return await update();
   } finally {
-    await rm(lockPath, { force: true });
+    // Only this lock: `update` may have moved it away with its directory, and another process
+    // may have made a lock of its own there since.
+    const now = await stat(lockPath, { bigint: true }).catch(() => undefined);
+    if (now?.ino === mine) await rm(lockPath, { force: true });
   }
 }
 
-/** Creates `path` holding this process's pid; false when it exists. */
-async function create(path: string): Promise<boolean> {
+/** Creates `path` holding this process's pid; its inode, or undefined when it exists. */
+async function create(path: string): Promise<bigint | undefined> {
   try {
     const handle = await open(path, 'wx');
     try {
       await handle.writeFile(`${process.pid}\n`);
+      return (await handle.stat({ bigint: true })).ino;
     } finally {
       await handle.close();
     }
-    return true;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
     throw fromSystemError(err, path, true);
   }
 }
@@ -46,7 +50,7 @@ async function create(path: string): Promise<boolean> {
  */
 async function takeOver(lockPath: string): Promise<boolean> {
   const guard = `${lockPath}.takeover`;
-  if (!(await create(guard))) {
+  if ((await create(guard)) === undefined) {
     // Its holder died during a takeover (a few milliseconds): stale the same way.
     if (await isStale(guard)) await rm(guard, { force: true });
     return false;
@@ -73,7 +77,8 @@ async function isStale(lockPath: string): Promise<boolean> {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether process `pid` of this host is running. */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -11,9 +11,12 @@ import { digestParts, isDigest } from '../oci/digest.js';
 import { Annotation, MediaType } from '../oci/mediatypes.js';
 import { type Descriptor, IndexSchema, type Index, LayoutMarkerSchema, parseJson } from '../oci/schemas.js';
 import { withLockFile } from './lock-file.js';
+import { hasUsers, markUser, unmarkUser } from './users.js';
 
 const LAYOUT_FILE = 'oci-layout';
 const INDEX_FILE = 'index.json';
+/** Taken to change index.json, and to mark the layout as in use (users.ts). */
+const LOCK_FILE = `${INDEX_FILE}.lock`;
 /** Blobs are written here first and renamed into blobs/ once complete and verified. */
 const INGEST_DIR = '.ingest';
 /** What a layout holds while it is being made, before its oci-layout file. */
@@ -36,29 +39,50 @@ export class OciLayout implements Target {
   #indexLock: Promise<unknown> = Promise.resolve();
   /** Blob writes in flight; the ingest area is removed when the last one ends. */
   #writing = 0;
+  /** This process's mark in the layout while it is open for writing (users.ts). */
+  #mark: string | undefined;
 
   private constructor(dir: string) {
     this.dir = dir;
     this.name = `oci:${dir}`;
   }
 
-  /** Opens an existing layout, or creates one where `create` is set and the directory is missing or empty. */
+  /**
+   * Opens an existing layout, or creates one where `create` is set and the directory is missing or
+   * empty. With `create` the layout is open for writing: this process marks it as in use until
+   * close(), so that a build failing in another process leaves it alone.
+   */
   static async open(dir: string, options: OpenLayoutOptions = {}): Promise<OciLayout> {
     const layout = new OciLayout(resolve(dir));
-    const state = await layoutState(layout.dir);
-    if (state === 'layout') return layout;
-    if (state === 'other' || (state === 'partial' && !options.create)) {
-      throw new CkptError('NOT_LAYOUT', 'exists but is not an OCI image layout (no oci-layout file)', { subject: dir });
+    for (let attempt = 1; ; attempt++) {
+      const state = await layoutState(layout.dir);
+      if (state === 'other' || (state === 'partial' && !options.create)) {
+        throw new CkptError('NOT_LAYOUT', 'exists but is not an OCI image layout (no oci-layout file)', { subject: dir });
+      }
+      if (state !== 'layout' && !options.create) {
+        throw new CkptError('NOT_FOUND', 'no OCI image layout here', { subject: dir });
+      }
+      if (!options.create) return layout;
+      try {
+        if (state !== 'layout') await createLayout(layout.dir, state === 'partial' ? 'empty' : state);
+        layout.#mark = await withLockFile(layout.#lockPath, () => markUser(layout.dir));
+        return layout;
+      } catch (err) {
+        // A failed build elsewhere removed the layout in between: make it again.
+        if (attempt === 3 || (await layoutState(layout.dir)) !== 'missing') throw fromSystemError(err, dir, true);
+      }
     }
-    if (!options.create) {
-      throw new CkptError('NOT_FOUND', 'no OCI image layout here', { subject: dir });
-    }
-    try {
-      await createLayout(layout.dir, state === 'partial' ? 'empty' : state);
-    } catch (err) {
-      throw fromSystemError(err, dir, true);
-    }
-    return layout;
+  }
+
+  /** Ends writing: removes this process's mark. */
+  async close(): Promise<void> {
+    const mark = this.#mark;
+    this.#mark = undefined;
+    if (mark) await unmarkUser(mark);
+  }
+
+  get #lockPath(): string {
+    return join(this.dir, LOCK_FILE);
   }
 
   blobPath(digest: string): string {
@@ -191,7 +215,7 @@ export class OciLayout implements Target {
   }
 
   async tag(desc: Descriptor, tag: string): Promise<void> {
-    const run = this.#indexLock.then(() => withLockFile(join(this.dir, `${INDEX_FILE}.lock`), () => this.#writeTag(desc, tag)));
+    const run = this.#indexLock.then(() => withLockFile(this.#lockPath, () => this.#writeTag(desc, tag)));
     this.#indexLock = run.catch(() => undefined);
     return run;
   }
@@ -242,7 +266,10 @@ function withoutRefName(desc: Descriptor): Descriptor {
  */
 async function createTemp(dir: string, path: string): Promise<WriteStream> {
   for (let attempt = 1; ; attempt++) {
-    await mkdir(dir, { recursive: true });
+    // Not recursive: a layout that is gone fails here, never comes back half made.
+    await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
     try {
       return (await open(path, 'wx', 0o644)).createWriteStream();
     } catch (err) {
@@ -253,38 +280,38 @@ async function createTemp(dir: string, path: string): Promise<WriteStream> {
 
 /**
  * Removes a layout a failed build made (`keepDir`: empties it, for a directory that existed empty),
- * unless another process has used it meanwhile: a tag in index.json, or blobs being written. It
- * holds index.json.lock while it looks and removes, so no tag lands in between; a layout whose
- * index cannot be read is left alone.
+ * unless another process has it open for writing, has tagged into it or is writing a blob to it.
+ * It looks under index.json.lock, which every process takes to mark a layout as in use or to tag
+ * it; the layout is moved aside before it is deleted, so the lock is held for a rename only. A
+ * layout half made, or whose index cannot be read, is left alone.
  */
 export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise<void> {
-  const names = await readdir(dir).catch(() => undefined);
-  if (!names) return;
-  const remove = async () => {
-    if (!keepDir) return rm(dir, { recursive: true, force: true });
-    for (const name of await readdir(dir)) await rm(join(dir, name), { recursive: true, force: true });
-  };
-  // A skeleton never finished: nothing in it can be anyone's yet.
-  if (!names.includes(LAYOUT_FILE)) {
-    if (names.every((name) => SKELETON.has(name))) await remove();
-    return;
-  }
-  const used = async () => {
-    try {
-      await stat(join(dir, INGEST_DIR));
-      return true;
-    } catch {
-      // No blob being written: is anything tagged?
+  if ((await layoutState(dir).catch(() => 'other')) !== 'layout') return;
+  const used = async () =>
+    (await hasUsers(dir)) || (await stat(join(dir, INGEST_DIR)).then(() => true, () => false)) || (await tagCount(dir)) !== 0;
+  const aside = join(dirname(dir), `.${basename(dir)}.removed.${randomUUID()}`);
+  let moved = false;
+  await withLockFile(join(dir, LOCK_FILE), async () => {
+    if (await used()) return;
+    if (!keepDir) {
+      await rename(dir, aside);
+      moved = true;
+      return;
     }
-    try {
-      return IndexSchema.parse(JSON.parse(await readFile(join(dir, INDEX_FILE), 'utf8'))).manifests.length > 0;
-    } catch {
-      return true;
-    }
-  };
-  await withLockFile(join(dir, `${INDEX_FILE}.lock`), async () => {
-    if (!(await used())) await remove();
+    // A mount point, say, stays: it is emptied but for the lock, which goes last.
+    for (const name of await readdir(dir)) if (name !== LOCK_FILE) await rm(join(dir, name), { recursive: true, force: true });
   });
+  if (moved) await rm(aside, { recursive: true, force: true });
+}
+
+/** How many manifests index.json lists; 0 for an index being written (empty), undefined when unreadable. */
+async function tagCount(dir: string): Promise<number | undefined> {
+  try {
+    const bytes = await readFile(join(dir, INDEX_FILE));
+    return bytes.length === 0 ? 0 : IndexSchema.parse(JSON.parse(bytes.toString('utf8'))).manifests.length;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -317,6 +344,12 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
   }
 }
 
+/** Only what createLayout writes before oci-layout: blobs/, and an index.json with nothing tagged. */
+async function isSkeleton(dir: string, entries: string[]): Promise<boolean> {
+  if (!entries.every((name) => SKELETON.has(name))) return false;
+  return !entries.includes(INDEX_FILE) || (await tagCount(dir)) === 0;
+}
+
 async function layoutState(dir: string): Promise<'missing' | 'empty' | 'partial' | 'layout' | 'other'> {
   let entries: string[];
   try {
@@ -329,7 +362,7 @@ async function layoutState(dir: string): Promise<'missing' | 'empty' | 'partial'
   }
   if (entries.length === 0) return 'empty';
   // Another process filling this directory: not yet a layout, but to be filled, not refused.
-  if (!entries.includes(LAYOUT_FILE)) return entries.every((name) => SKELETON.has(name)) ? 'partial' : 'other';
+  if (!entries.includes(LAYOUT_FILE)) return (await isSkeleton(dir, entries)) ? 'partial' : 'other';
   const marker = parseJson(LayoutMarkerSchema, await readFile(join(dir, LAYOUT_FILE)), join(dir, LAYOUT_FILE), 'NOT_LAYOUT');
   if (!marker.imageLayoutVersion.startsWith('1.')) {
     throw new CkptError('NOT_LAYOUT', `unsupported imageLayoutVersion ${marker.imageLayoutVersion}`, { subject: dir });

@@ -99,28 +99,54 @@ describe('tags in one layout', () => {
 });
 
 describe('a layout a failed build made', () => {
-  it('is removed, or emptied where the directory existed, when nobody else has used it', async () => {
-    const { dir } = await layoutWithBlob();
+  it('is removed, or emptied where the directory existed, once nobody has it open', async () => {
+    const { dir, layout, desc } = await layoutWithBlob();
+    // Open for writing: this process uses it.
+    await removeUnusedLayout(dir, true);
+    expect(await layout.exists(desc)).toBe(true);
+    await layout.close();
     await removeUnusedLayout(dir, true);
     expect(await readdir(dir)).toEqual([]);
-    await OciLayout.open(dir, { create: true });
+    await (await OciLayout.open(dir, { create: true })).close();
     await removeUnusedLayout(dir, false);
     expect(existsSync(dir)).toBe(false);
-    // Left half made: its skeleton alone.
-    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-    await writeFile(join(dir, 'index.json'), '{}');
-    await removeUnusedLayout(dir, false);
-    expect(existsSync(dir)).toBe(false);
+    expect(await readdir(join(dir, '..'))).toEqual([]);
   });
 
-  it('is kept when another process tagged into it or is writing a blob to it', async () => {
+  it('is kept when another process tagged into it, is writing a blob to it, or has it open', async () => {
     const tagged = await layoutWithBlob();
     await tagged.layout.tag(tagged.desc, 'theirs');
+    await tagged.layout.close();
     await removeUnusedLayout(tagged.dir, false);
     expect(await tagged.layout.tags()).toEqual(['theirs']);
     const writing = await layoutWithBlob();
+    await writing.layout.close();
     await mkdir(join(writing.dir, '.ingest'));
     await removeUnusedLayout(writing.dir, false);
     expect(await writing.layout.exists(writing.desc)).toBe(true);
+    // Open in another process, between two blob writes: nothing tagged, nothing being written.
+    const open = await layoutWithBlob();
+    await open.layout.close();
+    const holder = execa('node', ['--input-type=module', '-e', `
+      const { OciLayout } = await import(${JSON.stringify(STORE)});
+      await OciLayout.open(${JSON.stringify(open.dir)}, { create: true });
+      console.log('open');
+      await new Promise((r) => setTimeout(r, 60_000));`]);
+    await new Promise<void>((ready) => holder.stdout?.once('data', () => ready()));
+    await removeUnusedLayout(open.dir, false);
+    expect(await open.layout.exists(open.desc)).toBe(true);
+    holder.kill();
+    await holder.catch(() => undefined);
+    // Its mark outlives it; a process that is gone does not keep the layout.
+    await removeUnusedLayout(open.dir, false);
+    expect(existsSync(open.dir)).toBe(false);
+  });
+
+  it('is left alone when half made', async () => {
+    const dir = join(await tempDir('ckpt-tags-'), 'layout');
+    await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
+    await writeFile(join(dir, 'index.json'), '{"schemaVersion":2,"manifests":[]}');
+    await removeUnusedLayout(dir, false);
+    expect((await readdir(dir)).sort()).toEqual(['blobs', 'index.json']);
   });
 });
