@@ -264,13 +264,12 @@ async function earlyHostInfo(
 ): Promise<{ engine: Engine; runtime: string | undefined; host: HostInfo } | undefined> {
   const [config, spec] = await Promise.all([scanner.captured('config.dump'), scanner.captured('spec.dump')]);
   if (!config || !spec) return undefined;
-  let who: { engine: Engine; runtime: string | undefined };
   try {
-    who = containerDumps(config, spec, subject);
+    const { engine, runtime } = containerDumps(config, spec, subject);
+    return { engine, runtime, host: await collectHostInfo(engine, runtime, signal) };
   } catch {
     return undefined;
   }
-  return { engine: who.engine, runtime: who.runtime, host: await collectHostInfo(who.engine, who.runtime, signal) };
 }
 
 /** This node's facts for the cache: reused while nothing they come from has changed. */

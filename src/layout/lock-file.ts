@@ -1,3 +1,4 @@
+import { type BigIntStats, readlinkSync } from 'node:fs';
 import { open, readFile, rm, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError } from '../errors.js';
@@ -13,7 +14,7 @@ const RETRY_MS = 10;
  * is gone, or that is older than any update takes, was left by a crash and is taken over.
  */
 export async function withLockFile<T>(lockPath: string, update: () => Promise<T>): Promise<T> {
-  let mine: bigint | undefined;
+  let mine: string | undefined;
   while ((mine = await create(lockPath)) === undefined) {
     if (!(await isStale(lockPath) && (await takeOver(lockPath)))) await sleep(RETRY_MS);
   }
@@ -22,18 +23,23 @@ export async function withLockFile<T>(lockPath: string, update: () => Promise<T>
   } finally {
     // Only this lock: `update` may have moved it away with its directory, and another process
     // may have made a lock of its own there since.
-    const now = await stat(lockPath, { bigint: true }).catch(() => undefined);
-    if (now?.ino === mine) await rm(lockPath, { force: true });
+    const now = await stat(lockPath, { bigint: true }).then(identity, () => undefined);
+    if (now === mine) await rm(lockPath, { force: true });
   }
 }
 
-/** Creates `path` holding this process's pid; its inode, or undefined when it exists. */
-async function create(path: string): Promise<bigint | undefined> {
+/** A file as no other file is, even one made where it was after it was removed. */
+function identity(info: BigIntStats): string {
+  return `${info.dev}:${info.ino}:${info.ctimeNs}`;
+}
+
+/** Creates `path` holding this process's name; its identity, or undefined when it exists. */
+async function create(path: string): Promise<string | undefined> {
   try {
     const handle = await open(path, 'wx');
     try {
-      await handle.writeFile(`${process.pid}\n`);
-      return (await handle.stat({ bigint: true })).ino;
+      await handle.writeFile(`${holder()}\n`);
+      return identity(await handle.stat({ bigint: true }));
     } finally {
       await handle.close();
     }
@@ -68,17 +74,40 @@ async function isStale(lockPath: string): Promise<boolean> {
   try {
     const [content, info] = await Promise.all([readFile(lockPath, 'utf8'), stat(lockPath)]);
     if (Date.now() - info.mtimeMs > STALE_MS) return true;
-    const pid = Number(content.trim());
     // Empty: its holder is between creating and writing it.
-    return Number.isInteger(pid) && pid > 0 && !isAlive(pid);
+    return content.trim() !== '' && !isRunning(content.trim());
   } catch {
     // Released meanwhile: try again.
     return false;
   }
 }
 
-/** Whether process `pid` of this host is running. */
-export function isAlive(pid: number): boolean {
+/** The pid namespace's inode: pids mean something only within one namespace. */
+const PID_NAMESPACE = (() => {
+  try {
+    return /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '';
+  } catch {
+    return '';
+  }
+})();
+
+/** This process, as locks and marks name it: `<pid>` and, where known, `@<pid namespace>`. */
+export function holder(): string {
+  return PID_NAMESPACE ? `${process.pid}@${PID_NAMESPACE}` : String(process.pid);
+}
+
+/**
+ * Whether the process `holder()` named is running. One in another pid namespace (ckpt in another
+ * container sharing the directory) cannot be checked, and counts as running.
+ */
+export function isRunning(name: string): boolean {
+  const [pid, namespace] = name.split('@');
+  if (namespace !== undefined && namespace !== PID_NAMESPACE) return true;
+  const n = Number(pid);
+  return !Number.isInteger(n) || n <= 0 || isAlive(n);
+}
+
+function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -10,13 +10,16 @@ import { CkptError, fromSystemError } from '../errors.js';
 import { digestParts, isDigest } from '../oci/digest.js';
 import { Annotation, MediaType } from '../oci/mediatypes.js';
 import { type Descriptor, IndexSchema, type Index, LayoutMarkerSchema, parseJson } from '../oci/schemas.js';
+import { inVanishingDir } from '../fs/vanishing-dir.js';
 import { withLockFile } from './lock-file.js';
-import { hasUsers, markUser, unmarkUser } from './users.js';
+import { USERS_DIR, hasUsers, markUser, unmarkUser } from './users.js';
 
 const LAYOUT_FILE = 'oci-layout';
 const INDEX_FILE = 'index.json';
 /** Taken to change index.json, and to mark the layout as in use (users.ts). */
 const LOCK_FILE = `${INDEX_FILE}.lock`;
+/** What a failed build's cleanup moves aside, in the layout or beside it, before deleting it. */
+const REMOVED_PREFIX = '.removed.';
 /** Blobs are written here first and renamed into blobs/ once complete and verified. */
 const INGEST_DIR = '.ingest';
 /** What a layout holds while it is being made, before its oci-layout file. */
@@ -65,12 +68,16 @@ export class OciLayout implements Target {
       if (!options.create) return layout;
       try {
         if (state !== 'layout') await createLayout(layout.dir, state === 'partial' ? 'empty' : state);
-        layout.#mark = await withLockFile(layout.#lockPath, () => markUser(layout.dir));
-        return layout;
+        // Marked under the lock a failed build's removal holds: before it looks, or after it is done.
+        layout.#mark = await withLockFile(layout.#lockPath, async () =>
+          (await layoutState(layout.dir)) === 'layout' ? markUser(layout.dir) : undefined,
+        );
+        if (layout.#mark) return layout;
       } catch (err) {
-        // A failed build elsewhere removed the layout in between: make it again.
-        if (attempt === 3 || (await layoutState(layout.dir)) !== 'missing') throw fromSystemError(err, dir, true);
+        if ((await layoutState(layout.dir)) !== 'missing') throw fromSystemError(err, dir, true);
       }
+      // A failed build elsewhere removed or emptied the layout in between: make it again.
+      if (attempt === 3) throw new CkptError('WRITE_FAILED', 'the layout was removed while it was opened, three times', { subject: dir });
     }
   }
 
@@ -265,17 +272,7 @@ function withoutRefName(desc: Descriptor): Descriptor {
  * the area is made again.
  */
 async function createTemp(dir: string, path: string): Promise<WriteStream> {
-  for (let attempt = 1; ; attempt++) {
-    // Not recursive: a layout that is gone fails here, never comes back half made.
-    await mkdir(dir).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw err;
-    });
-    try {
-      return (await open(path, 'wx', 0o644)).createWriteStream();
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt === 10) throw err;
-    }
-  }
+  return inVanishingDir(dir, async () => (await open(path, 'wx', 0o644)).createWriteStream());
 }
 
 /**
@@ -289,17 +286,18 @@ export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise
   if ((await layoutState(dir).catch(() => 'other')) !== 'layout') return;
   const used = async () =>
     (await hasUsers(dir)) || (await stat(join(dir, INGEST_DIR)).then(() => true, () => false)) || (await tagCount(dir)) !== 0;
-  const aside = join(dirname(dir), `.${basename(dir)}.removed.${randomUUID()}`);
+  // A mount point, say, stays: what it holds goes aside inside it, where nothing looks.
+  const aside = keepDir ? join(dir, `${REMOVED_PREFIX}${randomUUID()}`) : join(dirname(dir), `.${basename(dir)}${REMOVED_PREFIX}${randomUUID()}`);
   let moved = false;
   await withLockFile(join(dir, LOCK_FILE), async () => {
     if (await used()) return;
-    if (!keepDir) {
+    if (keepDir) {
+      await mkdir(aside);
+      for (const name of await readdir(dir)) if (!transient(name)) await rename(join(dir, name), join(aside, name));
+    } else {
       await rename(dir, aside);
-      moved = true;
-      return;
     }
-    // A mount point, say, stays: it is emptied but for the lock, which goes last.
-    for (const name of await readdir(dir)) if (name !== LOCK_FILE) await rm(join(dir, name), { recursive: true, force: true });
+    moved = true;
   });
   if (moved) await rm(aside, { recursive: true, force: true });
 }
@@ -344,6 +342,11 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
   }
 }
 
+/** What a directory holds that does not make it a layout, or not one: locks, marks, leftovers being removed. */
+function transient(name: string): boolean {
+  return name === LOCK_FILE || name === `${LOCK_FILE}.takeover` || name === USERS_DIR || name.startsWith(REMOVED_PREFIX);
+}
+
 /** Only what createLayout writes before oci-layout: blobs/, and an index.json with nothing tagged. */
 async function isSkeleton(dir: string, entries: string[]): Promise<boolean> {
   if (!entries.every((name) => SKELETON.has(name))) return false;
@@ -360,10 +363,19 @@ async function layoutState(dir: string): Promise<'missing' | 'empty' | 'partial'
     if (code === 'ENOTDIR') return 'other';
     throw fromSystemError(err, dir);
   }
-  if (entries.length === 0) return 'empty';
+  const lasting = entries.filter((name) => !transient(name));
+  if (lasting.length === 0) return 'empty';
   // Another process filling this directory: not yet a layout, but to be filled, not refused.
-  if (!entries.includes(LAYOUT_FILE)) return (await isSkeleton(dir, entries)) ? 'partial' : 'other';
-  const marker = parseJson(LayoutMarkerSchema, await readFile(join(dir, LAYOUT_FILE)), join(dir, LAYOUT_FILE), 'NOT_LAYOUT');
+  if (!lasting.includes(LAYOUT_FILE)) return (await isSkeleton(dir, lasting)) ? 'partial' : 'other';
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(join(dir, LAYOUT_FILE));
+  } catch (err) {
+    // Removed by a failed build's cleanup since it was listed: look again.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return layoutState(dir);
+    throw fromSystemError(err, join(dir, LAYOUT_FILE));
+  }
+  const marker = parseJson(LayoutMarkerSchema, bytes, join(dir, LAYOUT_FILE), 'NOT_LAYOUT');
   if (!marker.imageLayoutVersion.startsWith('1.')) {
     throw new CkptError('NOT_LAYOUT', `unsupported imageLayoutVersion ${marker.imageLayoutVersion}`, { subject: dir });
   }

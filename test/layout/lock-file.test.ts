@@ -1,4 +1,4 @@
-import { readdir, writeFile } from 'node:fs/promises';
+import { readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
@@ -39,5 +39,15 @@ describe('a lock file', () => {
     expect(await withLockFile(lock, () => Promise.resolve('ran'))).toBe('ran');
     expect(Date.now() - started).toBeLessThan(5000);
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('is released only if it is still this one: a lock another process made since is left', async () => {
+    const lock = join(await tempDir('ckpt-lock-'), 'index.json.lock');
+    await withLockFile(lock, async () => {
+      // As when the layout was moved aside under the lock and another process made a new one.
+      await rm(lock);
+      await writeFile(lock, 'theirs\n');
+    });
+    expect(await readFile(lock, 'utf8')).toBe('theirs\n');
   });
 });

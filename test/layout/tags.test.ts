@@ -132,7 +132,10 @@ describe('a layout a failed build made', () => {
       await OciLayout.open(${JSON.stringify(open.dir)}, { create: true });
       console.log('open');
       await new Promise((r) => setTimeout(r, 60_000));`]);
-    await new Promise<void>((ready) => holder.stdout?.once('data', () => ready()));
+    await Promise.race([
+      new Promise<void>((ready) => holder.stdout?.once('data', () => ready())),
+      holder.then(() => Promise.reject(new Error('the holder ended before it opened the layout'))),
+    ]);
     await removeUnusedLayout(open.dir, false);
     expect(await open.layout.exists(open.desc)).toBe(true);
     holder.kill();
@@ -141,6 +144,20 @@ describe('a layout a failed build made', () => {
     await removeUnusedLayout(open.dir, false);
     expect(existsSync(open.dir)).toBe(false);
   });
+
+  for (const keepDir of [false, true]) {
+    it(`being removed${keepDir ? ' (emptied)' : ''} while another process opens it: the opener gets a whole layout`, async () => {
+      for (let round = 0; round < 30; round++) {
+        const { dir, layout, desc } = await layoutWithBlob();
+        await layout.close();
+        const [, opened] = await Promise.all([removeUnusedLayout(dir, keepDir), OciLayout.open(dir, { create: true })]);
+        await opened.push(desc, Readable.from([Buffer.from(MANIFEST)]));
+        await opened.tag(desc, 'after');
+        await opened.close();
+        expect(await opened.tags(), `round ${round}`).toEqual(['after']);
+      }
+    });
+  }
 
   it('is left alone when half made', async () => {
     const dir = join(await tempDir('ckpt-tags-'), 'layout');
