@@ -24,22 +24,25 @@ export function goArch(machine: string): string {
   return GO_ARCH[machine] ?? machine;
 }
 
-/** The first line a program prints for `--version`, or undefined when it is not installed. */
-async function versionOf(program: string, signal?: AbortSignal): Promise<string | undefined> {
+/** What `program --version` printed first; `failed` when it is installed but gave no answer. */
+interface Version {
+  line?: string;
+  failed: boolean;
+}
+
+const NOT_ASKED: Version = { failed: false };
+
+async function versionOf(program: string, signal?: AbortSignal): Promise<Version> {
   try {
     // Loaded here: a re-push that finds its host facts unchanged never pays for it.
     const { execa } = await import('execa');
-    const { stdout, exitCode } = await execa(program, ['--version'], { reject: false, timeout: 5000, cancelSignal: signal });
-    return exitCode === 0 ? stdout.split('\n')[0]?.trim() || undefined : undefined;
+    const result = await execa(program, ['--version'], { reject: false, timeout: 5000, cancelSignal: signal });
+    if (result.exitCode === 0) return { line: result.stdout.split('\n')[0]?.trim() || undefined, failed: false };
+    // Not installed is a fact about the node; timed out or failed is not.
+    return { failed: result.code !== 'ENOENT' };
   } catch {
-    return undefined;
+    return { failed: true };
   }
-}
-
-/** `criu --version` prints "Version: 4.1.1"; keep the number. */
-async function criuVersion(signal?: AbortSignal): Promise<string | undefined> {
-  const line = await versionOf('criu', signal);
-  return line?.match(/(\d+\.\d+(?:\.\d+)?)/)?.[1];
 }
 
 async function cgroupVersion(): Promise<'v1' | 'v2' | undefined> {
@@ -112,29 +115,37 @@ export async function hostFingerprint(engine: Engine, runtime: string | undefine
   return JSON.stringify([release(), arch(), osRelease, await cgroupVersion(), ...(await Promise.all(programs.map(programIdentity)))]);
 }
 
+/** This node's facts, and whether every installed program answered: only then may they be reused. */
+export interface HostFacts {
+  host: HostInfo;
+  complete: boolean;
+}
+
 /**
  * Facts about this node that a restore cares about: recorded when `build` runs where the
  * checkpoint was made. Programs that are not installed are simply left out.
  */
-export async function collectHostInfo(engine: Engine, runtime: string | undefined, signal?: AbortSignal): Promise<HostInfo> {
+export async function collectHostInfo(engine: Engine, runtime: string | undefined, signal?: AbortSignal): Promise<HostFacts> {
   const { engine: engineProgram, runtime: runtimeProgram, conmon } = programsFor(engine, runtime);
   const [criu, cgroup, dist, engineVersion, runtimeVersion, conmonVersion] = await Promise.all([
-    criuVersion(signal),
+    versionOf('criu', signal),
     cgroupVersion(),
     distribution(),
-    engineProgram ? versionOf(engineProgram, signal) : undefined,
-    runtimeProgram ? versionOf(runtimeProgram, signal) : undefined,
-    conmon ? versionOf(conmon, signal) : undefined,
+    engineProgram ? versionOf(engineProgram, signal) : NOT_ASKED,
+    runtimeProgram ? versionOf(runtimeProgram, signal) : NOT_ASKED,
+    conmon ? versionOf(conmon, signal) : NOT_ASKED,
   ]);
-  return {
-    criuVersion: criu,
+  const host = {
+    // `criu --version` prints "Version: 4.1.1"; keep the number.
+    criuVersion: criu.line?.match(/(\d+\.\d+(?:\.\d+)?)/)?.[1],
     kernel: release(),
     architecture: goArch(arch()),
     cgroupVersion: cgroup,
     distribution: dist,
     hostname: hostname(),
-    engineVersion: engineVersion?.match(/(\d+\.\d+\.\d+\S*)/)?.[1] ?? engineVersion,
-    runtimeVersion,
-    conmonVersion,
+    engineVersion: engineVersion.line?.match(/(\d+\.\d+\.\d+\S*)/)?.[1] ?? engineVersion.line,
+    runtimeVersion: runtimeVersion.line,
+    conmonVersion: conmonVersion.line,
   };
+  return { host, complete: ![criu, engineVersion, runtimeVersion, conmonVersion].some((v) => v.failed) };
 }

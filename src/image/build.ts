@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { availableParallelism } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import type { CheckpointSource, TreeEntry } from '../checkpoint/entry.js';
-import { collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
+import { type HostFacts, collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
 import { containerDumps, interpretScan } from '../checkpoint/metadata.js';
 import { CheckpointScanner, type LayerRole, layerRole } from '../checkpoint/scan.js';
 import type { CheckpointMetadata, Engine, HostInfo } from '../checkpoint/schemas.js';
@@ -247,7 +247,7 @@ async function publish(
   return { descriptor, manifest: manifestDesc, config: configDesc, layers, metadata, host };
 }
 
-function hostInfo(metadata: CheckpointMetadata, options: BuildImageOptions): Promise<HostInfo | undefined> {
+function hostInfo(metadata: CheckpointMetadata, options: BuildImageOptions): Promise<HostFacts | undefined> {
   return options.hostInfo === false ? Promise.resolve(undefined) : collectHostInfo(metadata.engine, metadata.runtime, options.signal);
 }
 
@@ -261,12 +261,12 @@ async function earlyHostInfo(
   scanner: CheckpointScanner,
   subject: string,
   signal: AbortSignal,
-): Promise<{ engine: Engine; runtime: string | undefined; host: HostInfo } | undefined> {
+): Promise<{ engine: Engine; runtime: string | undefined; facts: HostFacts } | undefined> {
   const [config, spec] = await Promise.all([scanner.captured('config.dump'), scanner.captured('spec.dump')]);
   if (!config || !spec) return undefined;
   try {
     const { engine, runtime } = containerDumps(config, spec, subject);
-    return { engine, runtime, host: await collectHostInfo(engine, runtime, signal) };
+    return { engine, runtime, facts: await collectHostInfo(engine, runtime, signal) };
   } catch {
     return undefined;
   }
@@ -276,7 +276,7 @@ async function earlyHostInfo(
 async function cachedHostInfo(cached: CachedBuild, options: BuildImageOptions): Promise<HostInfo | undefined> {
   if (options.hostInfo === false) return undefined;
   const key = await hostFingerprint(cached.metadata.engine, cached.metadata.runtime);
-  return key === cached.hostKey ? cached.host : hostInfo(cached.metadata, options);
+  return key === cached.hostKey ? cached.host : (await hostInfo(cached.metadata, options))?.host;
 }
 
 /** A cached build still holds when this node reports the same facts and the target has every layer. */
@@ -335,11 +335,13 @@ export async function buildImage(source: CheckpointSource, target: Target, optio
     throw err;
   }
   const asked = await early;
-  const [host, hostKey] = await Promise.all([
-    asked?.engine === metadata.engine && asked.runtime === metadata.runtime ? asked.host : hostInfo(metadata, options),
+  const [facts, hostKey] = await Promise.all([
+    asked?.engine === metadata.engine && asked.runtime === metadata.runtime ? asked.facts : hostInfo(metadata, options),
     hostFingerprint(metadata.engine, metadata.runtime),
   ]);
+  const host = facts?.host;
   const result = await publish(target, layers, metadata, host, options);
-  if (cache && key) await cache.put(key, { layers, metadata, host, hostKey });
+  // Facts missing an answer are asked again next time, not reused while the programs stay the same.
+  if (cache && key) await cache.put(key, { layers, metadata, host, hostKey: facts?.complete === false ? undefined : hostKey });
   return result;
 }

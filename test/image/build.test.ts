@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, utimes, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -8,6 +8,7 @@ import type { CheckpointSource } from '../../src/checkpoint/entry.js';
 import { openCheckpoint } from '../../src/checkpoint/open.js';
 import { build } from '../../src/commands/build.js';
 import { type BuildImageResult, buildImage } from '../../src/image/build.js';
+import { BuildCache } from '../../src/image/cache.js';
 import { OciLayout } from '../../src/layout/store.js';
 import { CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../../src/oci/mediatypes.js';
 import { IndexSchema, ManifestSchema, ImageConfigSchema } from '../../src/oci/schemas.js';
@@ -251,6 +252,32 @@ describe("this node's facts", () => {
       expect(result.host?.engineVersion).toBe('9.8.7');
       const manifest = ManifestSchema.parse(await blobJson(layout.dir, result.descriptor.digest));
       expect(manifest.annotations?.['org.criu.checkpoint.engine.version']).toBe('9.8.7');
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
+  it('that a program failed to give are asked again by the next build, not taken from the cache', async () => {
+    const bin = await tempDir('ckpt-bin-');
+    const podman = join(bin, 'podman');
+    // Two scripts of one size, written over one file with one time: the same identity to ckpt.
+    const answers = "#!/bin/sh\necho 'podman version 9.8.7'\n";
+    const fails = '#!/bin/sh\nexit 1\n'.padEnd(answers.length - 1, '#') + '\n';
+    await writeFile(podman, fails, { mode: 0o755 });
+    await utimes(podman, new Date(0), new Date(0));
+    const cache = new BuildCache(await tempDir('ckpt-cache-'));
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path ?? ''}`;
+    try {
+      // Into one layout: the second build finds every layer there, as a re-push does.
+      const layout = join(await tempDir(), 'layout');
+      const build1 = async () =>
+        buildImage(await openCheckpoint(fixture('podman-counter.tar')), await OciLayout.open(layout, { create: true }), { cache, tag: 't' });
+      expect((await build1()).host?.engineVersion).toBeUndefined();
+      // Same program file, same facts key: only the failure says to ask again.
+      await writeFile(podman, answers);
+      await utimes(podman, new Date(0), new Date(0));
+      expect((await build1()).host?.engineVersion).toBe('9.8.7');
     } finally {
       process.env.PATH = path;
     }
