@@ -31,8 +31,8 @@ function destinationTag(ref: ImageReference, input: string): string {
 /**
  * Turns a checkpoint (archive, directory, raw CRIU dump, or checkpoint image) into a checkpoint
  * image at `destination` (`oci:DIR[:TAG]` or a registry reference). On failure nothing is left
- * tagged, and a layout the build created is removed, unless another build has tagged into it or
- * is writing to it meanwhile.
+ * tagged, and a layout the build created is removed, unless another process has it open to write
+ * or has tagged into it meanwhile.
  */
 export async function build(sourceInput: string, destination: string, options: BuildOptions = {}): Promise<BuildResult> {
   const ref = parseReference(destination);
@@ -48,7 +48,7 @@ export async function build(sourceInput: string, destination: string, options: B
       await target.close?.();
     }
   } catch (err) {
-    // Not a layout another build is using; a failure to remove must not hide the first one.
+    // Not one another process is using; a failure to remove must not hide the first one.
     if (ref.kind === 'layout' && before !== 'present') await removeUnusedLayout(resolve(ref.dir), before === 'empty').catch(() => undefined);
     throw err;
   } finally {

@@ -5,7 +5,7 @@ import type { CheckpointSource, TreeEntry } from '../checkpoint/entry.js';
 import { type HostFacts, collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
 import { containerDumps, interpretScan } from '../checkpoint/metadata.js';
 import { CheckpointScanner, type LayerRole, layerRole } from '../checkpoint/scan.js';
-import type { CheckpointMetadata, Engine, HostInfo } from '../checkpoint/schemas.js';
+import type { CheckpointMetadata, HostInfo } from '../checkpoint/schemas.js';
 import { type Compression, compressionLevel, defaultThreads } from '../compress/codec.js';
 import { limiter } from '../content/limit.js';
 import { pushJson } from '../content/push-json.js';
@@ -254,22 +254,15 @@ function hostInfo(metadata: CheckpointMetadata, options: BuildImageOptions): Pro
 /**
  * This node's facts, asked as soon as config.dump and spec.dump have been read: the programs'
  * `--version` runs (~0.15 s with Podman's) overlap the writing of the layers instead of following
- * it. Undefined without both files (a plain CRIU dump) or when they do not parse, which the scan's
- * interpretation then reports.
+ * it. Undefined without both files (a plain CRIU dump); files that do not parse reject, and the
+ * scan's interpretation reports them. The engine and runtime are those interpretScan finds, from
+ * the same two files.
  */
-async function earlyHostInfo(
-  scanner: CheckpointScanner,
-  subject: string,
-  signal: AbortSignal,
-): Promise<{ engine: Engine; runtime: string | undefined; facts: HostFacts } | undefined> {
+async function earlyHostInfo(scanner: CheckpointScanner, subject: string, signal: AbortSignal): Promise<HostFacts | undefined> {
   const [config, spec] = await Promise.all([scanner.captured('config.dump'), scanner.captured('spec.dump')]);
   if (!config || !spec) return undefined;
-  try {
-    const { engine, runtime } = containerDumps(config, spec, subject);
-    return { engine, runtime, facts: await collectHostInfo(engine, runtime, signal) };
-  } catch {
-    return undefined;
-  }
+  const { engine, runtime } = containerDumps(config, spec, subject);
+  return collectHostInfo(engine, runtime, signal);
 }
 
 /** This node's facts for the cache: reused while nothing they come from has changed. */
@@ -334,9 +327,8 @@ export async function buildImage(source: CheckpointSource, target: Target, optio
     stopAsking.abort();
     throw err;
   }
-  const asked = await early;
   const [facts, hostKey] = await Promise.all([
-    asked?.engine === metadata.engine && asked.runtime === metadata.runtime ? asked.facts : hostInfo(metadata, options),
+    early?.then((asked) => asked ?? hostInfo(metadata, options)),
     hostFingerprint(metadata.engine, metadata.runtime),
   ]);
   const host = facts?.host;

@@ -38,7 +38,7 @@ async function create(path: string): Promise<string | undefined> {
   try {
     const handle = await open(path, 'wx');
     try {
-      await handle.writeFile(`${holder()}\n`);
+      await handle.writeFile(`${HOLDER}\n`);
       return identity(await handle.stat({ bigint: true }));
     } finally {
       await handle.close();
@@ -92,12 +92,10 @@ const PID_NAMESPACE = (() => {
 })();
 
 /** This process, as locks and marks name it: `<pid>` and, where known, `@<pid namespace>`. */
-export function holder(): string {
-  return PID_NAMESPACE ? `${process.pid}@${PID_NAMESPACE}` : String(process.pid);
-}
+export const HOLDER = PID_NAMESPACE ? `${process.pid}@${PID_NAMESPACE}` : String(process.pid);
 
 /**
- * Whether the process `holder()` named is running. One in another pid namespace (ckpt in another
+ * Whether the process a HOLDER names is running. One in another pid namespace (ckpt in another
  * container sharing the directory) cannot be checked, and counts as running.
  */
 export function isRunning(name: string): boolean {

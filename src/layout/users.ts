@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inVanishingDir } from '../fs/vanishing-dir.js';
-import { holder, isRunning } from './lock-file.js';
+import { HOLDER, isRunning } from './lock-file.js';
 
 /**
- * Each process writing to a layout leaves a mark here, `<holder>.<random>`, for as long as it has
+ * Each process writing to a layout leaves a mark here, `<HOLDER>.<random>`, for as long as it has
  * the layout open: a build failing in another process then knows the layout is still wanted,
  * even between two blob writes, before anything is tagged.
  */
@@ -13,7 +13,7 @@ export const USERS_DIR = '.users';
 
 /** Leaves this process's mark in the layout at `dir` and returns it; fails with ENOENT when `dir` is gone. */
 export async function markUser(dir: string): Promise<string> {
-  const mark = join(dir, USERS_DIR, `${holder()}.${randomUUID()}`);
+  const mark = join(dir, USERS_DIR, `${HOLDER}.${randomUUID()}`);
   await inVanishingDir(join(dir, USERS_DIR), () => writeFile(mark, '', { flag: 'wx' }));
   return mark;
 }
