@@ -265,23 +265,33 @@ async function earlyHostInfo(scanner: CheckpointScanner, subject: string, signal
   return collectHostInfo(engine, runtime, signal);
 }
 
-/** This node's facts for the cache: reused while nothing they come from has changed. */
-async function cachedHostInfo(cached: CachedBuild, options: BuildImageOptions): Promise<HostInfo | undefined> {
-  if (options.hostInfo === false) return undefined;
-  const key = await hostFingerprint(cached.metadata.engine, cached.metadata.runtime);
-  return key === cached.hostKey ? cached.host : (await hostInfo(cached.metadata, options))?.host;
+/** Facts for the cache: `hostKey` is set only for complete facts, which are reused while it holds. */
+interface CacheableFacts {
+  host: HostInfo | undefined;
+  hostKey: string | undefined;
 }
 
-/** A cached build still holds when this node reports the same facts and the target has every layer. */
-async function reusable(cached: CachedBuild, target: Target, options: BuildImageOptions): Promise<HostInfo | undefined | false> {
-  const host = await cachedHostInfo(cached, options);
-  if (JSON.stringify(host) !== JSON.stringify(cached.host)) return false;
+/** This node's facts for a cached build: the cached ones while nothing they come from has changed. */
+async function cachedHostInfo(cached: CachedBuild, options: BuildImageOptions): Promise<CacheableFacts> {
+  if (options.hostInfo === false) return { host: undefined, hostKey: undefined };
+  const hostKey = await hostFingerprint(cached.metadata.engine, cached.metadata.runtime);
+  if (hostKey === cached.hostKey) return { host: cached.host, hostKey };
+  const facts = await hostInfo(cached.metadata, options);
+  return { host: facts?.host, hostKey: facts?.complete === false ? undefined : hostKey };
+}
+
+/**
+ * A cached build holds when the target has every layer. Host facts live only in the config and
+ * the annotations, so facts that changed (an upgraded Podman) are published with the same layers.
+ */
+async function reusable(cached: CachedBuild, target: Target, options: BuildImageOptions): Promise<CacheableFacts | undefined> {
   const present = await Promise.all(cached.layers.map((l) => target.exists(l.desc, { signal: options.signal })));
-  if (!present.every(Boolean)) return false;
+  if (!present.every(Boolean)) return undefined;
+  const facts = await cachedHostInfo(cached, options);
   for (const l of cached.layers) {
     options.onProgress?.({ mediaType: l.desc.mediaType, digest: l.desc.digest, bytes: l.desc.size, total: l.desc.size, state: 'skipped' });
   }
-  return host;
+  return facts;
 }
 
 /**
@@ -305,9 +315,13 @@ export async function buildImage(source: CheckpointSource, target: Target, optio
       })
     : undefined;
   const cached = cache && key ? await cache.get(key) : undefined;
-  if (cached) {
-    const host = await reusable(cached, target, options);
-    if (host !== false) return publish(target, cached.layers, cached.metadata, host, options);
+  if (cache && key && cached) {
+    const facts = await reusable(cached, target, options);
+    if (facts) {
+      const result = await publish(target, cached.layers, cached.metadata, facts.host, options);
+      if (JSON.stringify(facts) !== JSON.stringify({ host: cached.host, hostKey: cached.hostKey })) await cache.put(key, { ...cached, ...facts });
+      return result;
+    }
   }
   const scanner = new CheckpointScanner(source.name);
   // Ends the programs asked early when the build fails.

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile, utimes, writeFile } from 'node:fs/promises';
+import { readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -278,6 +278,52 @@ describe("this node's facts", () => {
       await writeFile(podman, answers);
       await utimes(podman, new Date(0), new Date(0));
       expect((await build1()).host?.engineVersion).toBe('9.8.7');
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
+  it('that changed are published with the cached layers, without reading the checkpoint again', async () => {
+    const bin = await tempDir('ckpt-bin-');
+    const podman = join(bin, 'podman');
+    const mark = join(bin, 'asked');
+    const script = (version: string) => `#!/bin/sh\ntouch '${mark}'\necho 'podman version ${version}'\n`;
+    await writeFile(podman, script('9.8.7'), { mode: 0o755 });
+    const cache = new BuildCache(await tempDir('ckpt-cache-'));
+    const layout = join(await tempDir(), 'layout');
+    let reads = 0;
+    const buildOnce = async () => {
+      const source = await openCheckpoint(fixture('podman-counter.tar'));
+      const counted: CheckpointSource = {
+        name: source.name,
+        kind: source.kind,
+        fingerprint: () => source.fingerprint(),
+        entries: (signal) => {
+          reads++;
+          return source.entries(signal);
+        },
+      };
+      const target = await OciLayout.open(layout, { create: true });
+      const result = await buildImage(counted, target, { cache, tag: 't' });
+      const manifest = ManifestSchema.parse(await blobJson(layout, result.descriptor.digest));
+      return { result, engine: manifest.annotations?.['org.criu.checkpoint.engine.version'] };
+    };
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path ?? ''}`;
+    try {
+      const first = await buildOnce();
+      expect(first.engine).toBe('9.8.7');
+      // Podman upgraded: a new file, so new facts.
+      await writeFile(podman, script('10.0.1'));
+      const second = await buildOnce();
+      expect(second.engine).toBe('10.0.1');
+      expect(second.result.layers.map((l) => l.desc.digest)).toEqual(first.result.layers.map((l) => l.desc.digest));
+      expect(reads).toBe(1);
+      // The new facts were cached: the next build neither reads the checkpoint nor asks Podman.
+      await rm(mark);
+      expect((await buildOnce()).engine).toBe('10.0.1');
+      expect(reads).toBe(1);
+      expect(existsSync(mark)).toBe(false);
     } finally {
       process.env.PATH = path;
     }
