@@ -11,14 +11,17 @@ import { digestParts, isDigest } from '../oci/digest.js';
 import { Annotation, MediaType } from '../oci/mediatypes.js';
 import { type Descriptor, IndexSchema, type Index, LayoutMarkerSchema, parseJson } from '../oci/schemas.js';
 import { inVanishingDir } from '../fs/vanishing-dir.js';
-import { withLockFile } from './lock-file.js';
+import { HOLDER, isRunning, withLockFile } from './lock-file.js';
 import { USERS_DIR, hasUsers, markUser, unmarkUser } from './users.js';
 
 const LAYOUT_FILE = 'oci-layout';
 const INDEX_FILE = 'index.json';
 /** Taken to change index.json, and to mark the layout as in use (users.ts). */
 const LOCK_FILE = `${INDEX_FILE}.lock`;
-/** What a failed build's cleanup moves aside, in the layout or beside it, before deleting it. */
+/**
+ * What a failed build's cleanup moves aside, in the layout or beside it, before deleting it:
+ * `.removed.<HOLDER>.<random>`, so that another process can tell what a crash left.
+ */
 const REMOVED_PREFIX = '.removed.';
 /** Blobs are written here first and renamed into blobs/ once complete and verified. */
 const INGEST_DIR = '.ingest';
@@ -72,7 +75,10 @@ export class OciLayout implements Target {
         layout.#mark = await withLockFile(layout.#lockPath, async () =>
           (await layoutState(layout.dir)) === 'layout' ? markUser(layout.dir) : undefined,
         );
-        if (layout.#mark) return layout;
+        if (layout.#mark) {
+          await removeLeftovers(layout.dir);
+          return layout;
+        }
       } catch (err) {
         if ((await layoutState(layout.dir)) !== 'missing') throw fromSystemError(err, dir, true);
       }
@@ -287,7 +293,8 @@ export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise
   const used = async () =>
     (await hasUsers(dir)) || (await stat(join(dir, INGEST_DIR)).then(() => true, () => false)) || (await tagCount(dir)) !== 0;
   // A mount point, say, stays: what it holds goes aside inside it, where nothing looks.
-  const aside = keepDir ? join(dir, `${REMOVED_PREFIX}${randomUUID()}`) : join(dirname(dir), `.${basename(dir)}${REMOVED_PREFIX}${randomUUID()}`);
+  const name = `${REMOVED_PREFIX}${HOLDER}.${randomUUID()}`;
+  const aside = keepDir ? join(dir, name) : join(dirname(dir), `.${basename(dir)}${name}`);
   let moved = false;
   await withLockFile(join(dir, LOCK_FILE), async () => {
     if (await used()) return;
@@ -300,6 +307,25 @@ export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise
     moved = true;
   });
   if (moved) await rm(aside, { recursive: true, force: true });
+}
+
+/**
+ * Deletes what a cleanup moved aside from the layout at `dir` and never deleted, its process having
+ * died on the way (a second Ctrl-C): a whole layout's blobs, which nothing else would find. What a
+ * running process moved aside, or a name that does not say who did, is left alone. Best effort.
+ */
+async function removeLeftovers(dir: string): Promise<void> {
+  const places: [string, string][] = [
+    [dirname(dir), `.${basename(dir)}${REMOVED_PREFIX}`],
+    [dir, REMOVED_PREFIX],
+  ];
+  for (const [where, prefix] of places) {
+    for (const name of await readdir(where).catch(() => [])) {
+      if (!name.startsWith(prefix)) continue;
+      const holder = name.slice(prefix.length, name.lastIndexOf('.'));
+      if (holder !== '' && !isRunning(holder)) await rm(join(where, name), { recursive: true, force: true }).catch(() => undefined);
+    }
+  }
 }
 
 /** How many manifests index.json lists; 0 for an index being written (empty), undefined when unreadable. */

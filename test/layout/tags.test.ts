@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
+import { HOLDER } from '../../src/layout/lock-file.js';
 import { OciLayout, removeUnusedLayout } from '../../src/layout/store.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import type { Descriptor } from '../../src/oci/schemas.js';
@@ -156,6 +158,41 @@ describe('a layout a failed build made', () => {
         await opened.close();
         expect(await opened.tags(), `round ${round}`).toEqual(['after']);
       }
+    });
+  }
+
+  for (const keepDir of [false, true]) {
+    it(`left aside${keepDir ? ' in the directory' : ''} by a process killed while deleting it is deleted by the next one to open the layout`, async () => {
+      const { dir, layout } = await layoutWithBlob();
+      await layout.close();
+      const parent = join(dir, '..');
+      // Moved aside by a running process, and by an older ckpt that did not name itself: both kept.
+      const live = join(keepDir ? dir : parent, `${keepDir ? '' : '.layout'}.removed.${HOLDER}.${randomUUID()}`);
+      const unnamed = join(keepDir ? dir : parent, `${keepDir ? '' : '.layout'}.removed.${randomUUID()}`);
+      for (const kept of [live, unnamed]) await mkdir(join(kept, 'blobs'), { recursive: true });
+      // A cleanup whose deletion never ends, killed once the layout is aside.
+      const cleanup = execa('node', ['--input-type=module', '-e', `
+        const fs = (await import('node:fs/promises')).default;
+        const rm = fs.rm;
+        fs.rm = async (path, options) => {
+          if (!path.includes('.removed.')) return rm(path, options);
+          console.log('aside');
+          await new Promise(() => setTimeout(() => undefined, 60_000));
+        };
+        (await import('node:module')).syncBuiltinESMExports();
+        const { removeUnusedLayout } = await import(${JSON.stringify(STORE)});
+        await removeUnusedLayout(${JSON.stringify(dir)}, ${keepDir});`]);
+      await Promise.race([
+        new Promise<void>((ready) => cleanup.stdout?.once('data', () => ready())),
+        cleanup.then(() => Promise.reject(new Error('the cleanup ended before it moved the layout aside'))),
+      ]);
+      cleanup.kill('SIGKILL');
+      await cleanup.catch(() => undefined);
+      const leftovers = async () => (await readdir(keepDir ? dir : parent)).filter((name) => name.includes('.removed.')).sort();
+      const named = (await leftovers()).filter((name) => name.includes(`.removed.${cleanup.pid ?? 'none'}`));
+      expect(named).toHaveLength(1);
+      await (await OciLayout.open(dir, { create: true })).close();
+      expect(await leftovers()).toEqual([basename(live), basename(unnamed)].sort());
     });
   }
 
