@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
@@ -54,6 +55,15 @@ async function speaksTls(base: URL, agent: Agent): Promise<boolean> {
   }
 }
 
+/**
+ * Lets a connection whose response just ended return to the pool. undici reuses a connection only
+ * a loop turn later, once it has looked for a close the server sent meanwhile; a request made
+ * sooner, as the next one of a sequence is, opens another connection (over a WAN, a TLS handshake).
+ */
+function freeConnection(): Promise<void> {
+  return nextTurn();
+}
+
 export class RegistryClient {
   /** The registry as the user names it (`docker.io`, `127.0.0.1:5000`). */
   readonly registry: string;
@@ -92,6 +102,7 @@ export class RegistryClient {
       if (authorization) headers.authorization = authorization;
       let res: Response;
       try {
+        await freeConnection();
         res = await request(url, {
           dispatcher: agent,
           method,
@@ -170,6 +181,7 @@ export class RegistryClient {
     const policy = this.options.retry;
     for (let attempt = 1; ; attempt++) {
       try {
+        await freeConnection();
         const res = await request(url, {
           dispatcher: agent,
           method: init.method,

@@ -1,3 +1,4 @@
+import diagnostics from 'node:diagnostics_channel';
 import { execa } from 'execa';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,6 +52,25 @@ describe('RegistryRepository against docker-registry without auth', () => {
     const got = await r.ingest(desc.mediaType, trickle(bytes, 7_000));
     expect(got).toEqual(desc);
     expect((await collect(await r.fetch(got))).equals(bytes)).toBe(true);
+  });
+
+  it('sends a sequence of requests over one connection', async () => {
+    // Its own pool, so that only these requests count.
+    const own = new RegistryClient(registry.host, { plainHttp: true, chunkSize: CHUNK });
+    let connections = 0;
+    const count = () => connections++;
+    diagnostics.subscribe('undici:client:connected', count);
+    try {
+      const r = new RegistryRepository(own, 'one/connection');
+      const { bytes, desc } = blob(CHUNK * 4 + 1);
+      // POST, four PATCHes, PUT, then GET: each request follows the answer to the one before.
+      await r.ingest(desc.mediaType, Readable.from([bytes]));
+      expect((await collect(await r.fetch(desc))).equals(bytes)).toBe(true);
+      expect(connections).toBe(1);
+    } finally {
+      diagnostics.unsubscribe('undici:client:connected', count);
+      await own.close();
+    }
   });
 
   it('ingests exact multiples of the chunk size and empty streams', async () => {
