@@ -23,6 +23,8 @@ const LOCK_FILE = `${INDEX_FILE}.lock`;
  * `.removed.<HOLDER>.<random>`, so that another process can tell what a crash left.
  */
 const REMOVED_PREFIX = '.removed.';
+/** What follows REMOVED_PREFIX: `<pid>[@<pid namespace>].<uuid>`, the holder captured. */
+const ASIDE_REST = /^(\d+(?:@\d+)?)\.[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 /** Blobs are written here first and renamed into blobs/ once complete and verified. */
 const INGEST_DIR = '.ingest';
 /** What a layout holds while it is being made, before its oci-layout file. */
@@ -321,9 +323,9 @@ async function removeLeftovers(dir: string): Promise<void> {
   ];
   for (const [where, prefix] of places) {
     for (const name of await readdir(where).catch(() => [])) {
-      if (!name.startsWith(prefix)) continue;
-      const holder = name.slice(prefix.length, name.lastIndexOf('.'));
-      if (holder !== '' && !isRunning(holder)) await rm(join(where, name), { recursive: true, force: true }).catch(() => undefined);
+      // Only names of exactly our making: a sibling layout called `<name>.removed.x` keeps its own.
+      const holder = name.startsWith(prefix) ? ASIDE_REST.exec(name.slice(prefix.length))?.[1] : undefined;
+      if (holder !== undefined && !isRunning(holder)) await rm(join(where, name), { recursive: true, force: true }).catch(() => undefined);
     }
   }
 }
