@@ -2,10 +2,10 @@ import { setMaxListeners } from 'node:events';
 import { availableParallelism } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import type { CheckpointSource, TreeEntry } from '../checkpoint/entry.js';
-import { type HostFacts, collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
+import { collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
 import { containerDumps, interpretScan } from '../checkpoint/metadata.js';
 import { CheckpointScanner, type LayerRole, layerRole } from '../checkpoint/scan.js';
-import type { CheckpointMetadata, HostInfo } from '../checkpoint/schemas.js';
+import type { CheckpointMetadata, Engine, HostInfo } from '../checkpoint/schemas.js';
 import { type Compression, compressionLevel, defaultThreads } from '../compress/codec.js';
 import { limiter } from '../content/limit.js';
 import { pushJson } from '../content/push-json.js';
@@ -247,8 +247,16 @@ async function publish(
   return { descriptor, manifest: manifestDesc, config: configDesc, layers, metadata, host };
 }
 
-function hostInfo(metadata: CheckpointMetadata, options: BuildImageOptions): Promise<HostFacts | undefined> {
-  return options.hostInfo === false ? Promise.resolve(undefined) : collectHostInfo(metadata.engine, metadata.runtime, options.signal);
+/**
+ * Asks this node's programs. The fingerprint is taken first: a program upgraded while they are
+ * asked (during a long build) then changes the key, and the next build asks again instead of
+ * reusing older answers under the newer key.
+ */
+async function askHost(engine: Engine, runtime: string | undefined, signal: AbortSignal | undefined): Promise<CacheableFacts> {
+  const hostKey = await hostFingerprint(engine, runtime);
+  const { host, complete } = await collectHostInfo(engine, runtime, signal);
+  // Facts missing an answer are asked again next time, not reused while the programs stay the same.
+  return { host, hostKey: complete ? hostKey : undefined };
 }
 
 /**
@@ -258,11 +266,11 @@ function hostInfo(metadata: CheckpointMetadata, options: BuildImageOptions): Pro
  * scan's interpretation reports them. The engine and runtime are those interpretScan finds, from
  * the same two files.
  */
-async function earlyHostInfo(scanner: CheckpointScanner, subject: string, signal: AbortSignal): Promise<HostFacts | undefined> {
+async function earlyHostInfo(scanner: CheckpointScanner, subject: string, signal: AbortSignal): Promise<CacheableFacts | undefined> {
   const [config, spec] = await Promise.all([scanner.captured('config.dump'), scanner.captured('spec.dump')]);
   if (!config || !spec) return undefined;
   const { engine, runtime } = containerDumps(config, spec, subject);
-  return collectHostInfo(engine, runtime, signal);
+  return askHost(engine, runtime, signal);
 }
 
 /** Facts for the cache: `hostKey` is set only for complete facts, which are reused while it holds. */
@@ -271,13 +279,14 @@ interface CacheableFacts {
   hostKey: string | undefined;
 }
 
+const NO_FACTS: CacheableFacts = { host: undefined, hostKey: undefined };
+
 /** This node's facts for a cached build: the cached ones while nothing they come from has changed. */
 async function cachedHostInfo(cached: CachedBuild, options: BuildImageOptions): Promise<CacheableFacts> {
-  if (options.hostInfo === false) return { host: undefined, hostKey: undefined };
-  const hostKey = await hostFingerprint(cached.metadata.engine, cached.metadata.runtime);
-  if (hostKey === cached.hostKey) return { host: cached.host, hostKey };
-  const facts = await hostInfo(cached.metadata, options);
-  return { host: facts?.host, hostKey: facts?.complete === false ? undefined : hostKey };
+  if (options.hostInfo === false) return NO_FACTS;
+  const { engine, runtime } = cached.metadata;
+  const hostKey = await hostFingerprint(engine, runtime);
+  return hostKey === cached.hostKey ? { host: cached.host, hostKey } : askHost(engine, runtime, options.signal);
 }
 
 /**
@@ -341,13 +350,8 @@ export async function buildImage(source: CheckpointSource, target: Target, optio
     stopAsking.abort();
     throw err;
   }
-  const [facts, hostKey] = await Promise.all([
-    early?.then((asked) => asked ?? hostInfo(metadata, options)),
-    hostFingerprint(metadata.engine, metadata.runtime),
-  ]);
-  const host = facts?.host;
-  const result = await publish(target, layers, metadata, host, options);
-  // Facts missing an answer are asked again next time, not reused while the programs stay the same.
-  if (cache && key) await cache.put(key, { layers, metadata, host, hostKey: facts?.complete === false ? undefined : hostKey });
+  const facts = early ? ((await early) ?? (await askHost(metadata.engine, metadata.runtime, options.signal))) : NO_FACTS;
+  const result = await publish(target, layers, metadata, facts.host, options);
+  if (cache && key) await cache.put(key, { layers, metadata, ...facts });
   return result;
 }

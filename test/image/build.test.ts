@@ -283,6 +283,28 @@ describe("this node's facts", () => {
     }
   });
 
+  it('of a program upgraded while the build asked it are asked again by the next build', async () => {
+    const bin = await tempDir('ckpt-bin-');
+    // A podman that answers 9.8.7 and, as it does, is replaced by 10.0.1 (a package upgrade).
+    const upgraded = `#!/bin/sh\necho 'podman version 10.0.1'\n`;
+    await writeFile(join(bin, 'podman.next'), upgraded, { mode: 0o755 });
+    await writeFile(join(bin, 'podman'), `#!/bin/sh\nmv "$0.next" "$0"\necho 'podman version 9.8.7'\n`, { mode: 0o755 });
+    const cache = new BuildCache(await tempDir('ckpt-cache-'));
+    const layout = join(await tempDir(), 'layout');
+    const build1 = async () =>
+      buildImage(await openCheckpoint(fixture('podman-counter.tar')), await OciLayout.open(layout, { create: true }), { cache, tag: 't' });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path ?? ''}`;
+    try {
+      expect((await build1()).host?.engineVersion).toBe('9.8.7');
+      expect(await readFile(join(bin, 'podman'), 'utf8')).toBe(upgraded);
+      // The facts were stored under the key of the podman that gave them, not of the one installed after.
+      expect((await build1()).host?.engineVersion).toBe('10.0.1');
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
   it('that changed are published with the cached layers, without reading the checkpoint again', async () => {
     const bin = await tempDir('ckpt-bin-');
     const podman = join(bin, 'podman');
