@@ -1,4 +1,5 @@
 import { copyGraph } from '../content/copy.js';
+import { readRoot } from '../content/resolve-image.js';
 import { CkptError } from '../errors.js';
 import type { Descriptor } from '../oci/schemas.js';
 import { formatReference, parseReference, referenceSelector } from '../reference.js';
@@ -29,13 +30,14 @@ export async function copy(sourceInput: string, destination: string, options: Co
   const dstRef = parseReference(destination);
   const src = await openTarget(srcRef, { ...options, ...options.source });
   try {
-    const root = await src.resolve(referenceSelector(srcRef), options);
+    // One GET of a registry's manifest, whose bytes the copy then uses, instead of a HEAD and a GET.
+    const { root, bytes } = await readRoot(src, referenceSelector(srcRef), options);
     if (dstRef.digest && dstRef.digest !== root.digest) {
       throw new CkptError('INVALID_REFERENCE', `the source is ${root.digest}, not ${dstRef.digest}`, { subject: destination });
     }
     const dst = await openTarget(dstRef, { ...options, create: true });
     try {
-      await copyGraph(src, dst, root, options);
+      await copyGraph(src, dst, root, { ...options, rootBytes: bytes });
       const tag = dstRef.digest ? undefined : (dstRef.tag ?? srcRef.tag ?? 'latest');
       if (tag) await dst.tag(root, tag, options);
       return {

@@ -1,7 +1,6 @@
 import { Readable } from 'node:stream';
-import { CkptError } from '../errors.js';
 import type { Descriptor } from '../oci/schemas.js';
-import { MAX_JSON_BYTES } from './fetch-json.js';
+import { fetchSmall } from './fetch-json.js';
 import { hasSuccessors, successors } from './graph.js';
 import { limiter } from './limit.js';
 import type { ReadOnlyTarget, Target, TransferOptions } from './target.js';
@@ -9,12 +8,8 @@ import type { ReadOnlyTarget, Target, TransferOptions } from './target.js';
 export interface CopyOptions extends TransferOptions {
   /** Blobs moved at once (default 4). */
   concurrency?: number;
-}
-
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+  /** The root's bytes, already read and checked against its digest: not fetched again. */
+  rootBytes?: Buffer;
 }
 
 /**
@@ -42,10 +37,7 @@ export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descript
     if (done) return done;
     done = (async () => {
       if (!hasSuccessors(desc)) return run(() => copyBlob(desc));
-      if (desc.size > MAX_JSON_BYTES) {
-        throw new CkptError('INVALID_MANIFEST', `${desc.mediaType} of ${desc.size} bytes is too large`, { subject: src.name });
-      }
-      const bytes = await readAll(await src.fetch(desc, transfer));
+      const bytes = desc.digest === root.digest && options.rootBytes ? options.rootBytes : await fetchSmall(src, desc, transfer);
       await Promise.all(successors(desc, bytes, `${src.name}@${desc.digest}`).map(copyNode));
       if (!(await dst.exists(desc, transfer))) await dst.push(desc, Readable.from([bytes]), transfer);
     })();

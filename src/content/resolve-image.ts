@@ -46,7 +46,7 @@ export async function resolveImage(
 }
 
 /** What the reference points to and its bytes, a manifest or an index: in one request where the target can. */
-async function readRoot(target: ReadOnlyTarget, reference: string, options: TransferOptions): Promise<{ root: Descriptor; bytes: Buffer }> {
+export async function readRoot(target: ReadOnlyTarget, reference: string, options: TransferOptions): Promise<{ root: Descriptor; bytes: Buffer }> {
   const fetched = target.fetchReference ? await target.fetchReference(reference, options) : undefined;
   const root = fetched?.desc ?? (await target.resolve(reference, options));
   if (!isManifestType(root.mediaType) && !isIndexType(root.mediaType)) {

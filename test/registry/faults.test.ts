@@ -5,7 +5,9 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { copy } from '../../src/commands/copy.js';
 import { copyGraph } from '../../src/content/copy.js';
+import { OciLayout } from '../../src/layout/store.js';
 import { THREADED_MIN_SIZE } from '../../src/unpack/plan.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
 import { RegistryClient } from '../../src/registry/client.js';
@@ -79,6 +81,22 @@ describe('faults between ckpt and the registry', () => {
     expect(err.code).toBe('DIGEST_MISMATCH');
     expect(err.message).toContain(layerDescs[0]?.digest);
     expect(await readdir(work)).toEqual(['layout']);
+  });
+
+  it('lets copy read the source manifest with one GET, whose bytes it copies', async () => {
+    await useProxy();
+    const { check } = repos();
+    const work = await tempDir('ckpt-faults-');
+    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
+      { compression: 'zstd', entries: [{ name: 'checkpoint/pages-1.img', mode: 0o644, mtime: new Date(0), body: randomBytes(10_000) }] },
+    ]);
+    await copyGraph(layout, check, manifestDesc);
+    await check.tag(manifestDesc, 'v1');
+    const path = check.name.slice(registry.host.length);
+    const result = await copy(`${proxy.host}${path}:v1`, `oci:${join(work, 'copied')}:v1`, { plainHttp: true });
+    expect(result.descriptor).toEqual(manifestDesc);
+    expect(proxy.requests.filter((r) => r.url.includes('/manifests/'))).toEqual([{ method: 'GET', url: `/v2${path}/manifests/v1` }]);
+    expect(await (await OciLayout.open(join(work, 'copied'))).resolve('v1')).toEqual(manifestDesc);
   });
 
   it('resumes a download cut in the middle with a Range request', async () => {
