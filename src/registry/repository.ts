@@ -32,6 +32,8 @@ export class RegistryRepository implements Target {
   /** `host[:port]/name`, for messages. */
   readonly name: string;
   readonly #ownsClient: boolean;
+  /** The manifest this object last PUT: tagging it right after (a push, a copy) needs no GET. */
+  #lastPushed: { digest: string; bytes: Buffer } | undefined;
 
   constructor(client: RegistryClient, repository: string, ownsClient = false) {
     this.client = client;
@@ -202,7 +204,8 @@ export class RegistryRepository implements Target {
     if (!isManifestLike(desc.mediaType)) {
       throw new CkptError('UNSUPPORTED', `cannot tag ${desc.mediaType}: only manifests and indexes`, { subject: this.#subject(desc) });
     }
-    const bytes = await readVerified(await this.fetch(desc, options), desc, this.#subject(desc));
+    const pushed = this.#lastPushed;
+    const bytes = pushed?.digest === desc.digest ? pushed.bytes : await readVerified(await this.fetch(desc, options), desc, this.#subject(desc));
     await this.pushManifest(desc, bytes, tag, options);
   }
 
@@ -225,6 +228,7 @@ export class RegistryRepository implements Target {
     if (stored && stored !== desc.digest) {
       throw new CkptError('DIGEST_MISMATCH', `the registry stored the manifest as ${stored}, not ${desc.digest}`, { subject });
     }
+    this.#lastPushed = { digest: desc.digest, bytes };
     options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'done' });
   }
 

@@ -99,6 +99,23 @@ describe('faults between ckpt and the registry', () => {
     expect(await (await OciLayout.open(join(work, 'copied'))).resolve('v1')).toEqual(manifestDesc);
   });
 
+  it('tags a manifest it just pushed without reading it back', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const work = await tempDir('ckpt-faults-');
+    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
+      { compression: 'zstd', entries: [{ name: 'checkpoint/pages-1.img', mode: 0o644, mtime: new Date(0), body: randomBytes(10_000) }] },
+    ]);
+    await copyGraph(layout, viaProxy, manifestDesc);
+    await viaProxy.tag(manifestDesc, 'v1');
+    await viaProxy.tag(manifestDesc, 'v2');
+    const path = check.name.slice(registry.host.length);
+    expect(proxy.requests.filter((r) => r.method !== 'HEAD' && r.url.includes('/manifests/'))).toEqual(
+      [manifestDesc.digest, 'v1', 'v2'].map((reference) => ({ method: 'PUT', url: `/v2${path}/manifests/${reference}` })),
+    );
+    for (const tag of ['v1', 'v2']) expect(await check.resolve(tag)).toMatchObject({ digest: manifestDesc.digest });
+  });
+
   it('resumes a download cut in the middle with a Range request', async () => {
     await useProxy();
     const { viaProxy, check } = repos();
