@@ -30,7 +30,7 @@ export async function copy(sourceInput: string, destination: string, options: Co
   const dstRef = parseReference(destination);
   const src = await openTarget(srcRef, { ...options, ...options.source });
   try {
-    // One GET of a registry's manifest, whose bytes the copy then uses, instead of a HEAD and a GET.
+    // One GET of a registry's manifest, whose bytes the copy and the tag then use.
     const { root, bytes } = await readRoot(src, referenceSelector(srcRef), options);
     if (dstRef.digest && dstRef.digest !== root.digest) {
       throw new CkptError('INVALID_REFERENCE', `the source is ${root.digest}, not ${dstRef.digest}`, { subject: destination });
@@ -39,7 +39,7 @@ export async function copy(sourceInput: string, destination: string, options: Co
     try {
       await copyGraph(src, dst, root, { ...options, rootBytes: bytes });
       const tag = dstRef.digest ? undefined : (dstRef.tag ?? srcRef.tag ?? 'latest');
-      if (tag) await dst.tag(root, tag, options);
+      if (tag) await dst.tag(root, tag, { ...options, bytes });
       return {
         source: formatReference(srcRef),
         reference: formatReference(tag ? { ...dstRef, tag } : { ...dstRef, digest: root.digest }),

@@ -38,8 +38,9 @@ export async function push(sourceInput: string, destination: string, options: Pu
     const target = await openTarget(ref, { ...options, create: true });
     try {
       if (source instanceof ImageSource && source.image.manifest.artifactType === CHECKPOINT_ARTIFACT_TYPE) {
-        await copyGraph(source.target, target, source.image.root, options);
-        await target.tag(source.image.root, tag, options);
+        const { root, rootBytes } = source.image;
+        await copyGraph(source.target, target, root, { ...options, rootBytes });
+        await target.tag(root, tag, { ...options, bytes: rootBytes });
         return { reference, descriptor: source.image.root, layers: source.image.manifest.layers, built: false };
       }
       const result = await buildImage(source, target, { ...options, tag });

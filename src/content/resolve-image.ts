@@ -1,14 +1,17 @@
 import { arch } from 'node:os';
 import { goArch } from '../checkpoint/host.js';
 import { CkptError } from '../errors.js';
-import { isIndexType, isManifestType } from '../oci/mediatypes.js';
+import { isManifestType } from '../oci/mediatypes.js';
 import { type Descriptor, type Index, IndexSchema, type Manifest, ManifestSchema, parseJson, type Platform } from '../oci/schemas.js';
 import { fetchJson, fetchSmall } from './fetch-json.js';
+import { hasSuccessors } from './graph.js';
 import type { ReadOnlyTarget, TransferOptions } from './target.js';
 
 export interface ResolvedImage {
   /** What the reference points to (a manifest, or an index). */
   root: Descriptor;
+  /** The root's bytes, checked against it: a copy or tag of the image need not read them again. */
+  rootBytes: Buffer;
   index?: Index;
   manifestDesc: Descriptor;
   manifest: Manifest;
@@ -28,9 +31,12 @@ export async function resolveImage(
   options: TransferOptions & { platform?: Platform } = {},
 ): Promise<ResolvedImage> {
   const { root, bytes } = await readRoot(target, reference, options);
+  if (!bytes) {
+    throw new CkptError('UNSUPPORTED', `${reference} is a ${root.mediaType}, not an image`, { subject: target.name });
+  }
   const subject = `${target.name}@${root.digest}`;
   if (isManifestType(root.mediaType)) {
-    return { root, manifestDesc: root, manifest: parseJson(ManifestSchema, bytes, subject) };
+    return { root, rootBytes: bytes, manifestDesc: root, manifest: parseJson(ManifestSchema, bytes, subject) };
   }
   const index = parseJson(IndexSchema, bytes, subject);
   const want = options.platform ?? hostPlatform();
@@ -42,15 +48,15 @@ export async function resolveImage(
     throw new CkptError('NOT_FOUND', `${reference} has no image for ${want.os}/${want.architecture}`, { subject: target.name });
   }
   const { value } = await fetchJson(target, match, ManifestSchema, options);
-  return { root, index, manifestDesc: match, manifest: value };
+  return { root, rootBytes: bytes, index, manifestDesc: match, manifest: value };
 }
 
-/** What the reference points to and its bytes, a manifest or an index: in one request where the target can. */
-export async function readRoot(target: ReadOnlyTarget, reference: string, options: TransferOptions): Promise<{ root: Descriptor; bytes: Buffer }> {
+/**
+ * What the reference points to and, for a manifest or an index, its bytes (checked against it): in
+ * one request where the target can.
+ */
+export async function readRoot(target: ReadOnlyTarget, reference: string, options: TransferOptions): Promise<{ root: Descriptor; bytes?: Buffer }> {
   const fetched = target.fetchReference ? await target.fetchReference(reference, options) : undefined;
   const root = fetched?.desc ?? (await target.resolve(reference, options));
-  if (!isManifestType(root.mediaType) && !isIndexType(root.mediaType)) {
-    throw new CkptError('UNSUPPORTED', `${reference} is a ${root.mediaType}, not an image`, { subject: target.name });
-  }
-  return { root, bytes: fetched?.bytes ?? (await fetchSmall(target, root, options)) };
+  return { root, bytes: fetched?.bytes ?? (hasSuccessors(root) ? await fetchSmall(target, root, options) : undefined) };
 }

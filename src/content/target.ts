@@ -20,6 +20,14 @@ export interface TransferOptions {
   onProgress?: (event: ProgressEvent) => void;
 }
 
+export interface TagOptions extends TransferOptions {
+  /**
+   * The manifest's bytes, where the caller has them (it just pushed or read them): a registry then
+   * PUTs them under the tag without reading them back first. Checked against the descriptor.
+   */
+  bytes?: Buffer;
+}
+
 export interface FetchOptions extends TransferOptions {
   /**
    * The caller hashes the bytes itself, on another thread, and checks the digest before it treats
@@ -69,5 +77,5 @@ export interface ReadOnlyTarget extends ReadOnlyStore {
 
 export interface Target extends Store, ReadOnlyTarget {
   /** Points `tag` at a manifest or index already in the store. */
-  tag(desc: Descriptor, tag: string, options?: TransferOptions): Promise<void>;
+  tag(desc: Descriptor, tag: string, options?: TagOptions): Promise<void>;
 }

@@ -60,6 +60,15 @@ export function digestMismatch(digest: string, hash: Hash, subject: string): Ckp
   return actual === digest ? null : new CkptError('DIGEST_MISMATCH', `content of ${digest} has digest ${actual}`, { subject });
 }
 
+/** Throws SIZE_MISMATCH or DIGEST_MISMATCH unless `bytes` are what `desc` describes. */
+export function checkBytes(bytes: Buffer, desc: Pick<Descriptor, 'digest' | 'size'>, subject: string): void {
+  if (bytes.length !== desc.size) {
+    throw new CkptError('SIZE_MISMATCH', `${desc.digest} is ${desc.size} bytes, not ${bytes.length}`, { subject });
+  }
+  const mismatch = digestMismatch(desc.digest, hasherFor(desc.digest).update(bytes), subject);
+  if (mismatch) throw mismatch;
+}
+
 /** Counts and hashes what flows through it; the descriptor is known once the stream ends. */
 export class DigestStream extends Transform {
   readonly #hash = createHash('sha256');

@@ -232,8 +232,10 @@ async function publish(
     layers: layers.map((l) => ({ ...l.desc, annotations: { [CkptAnnotation.layer]: l.role } })),
     annotations: annotations.manifest,
   };
-  const manifestDesc = (await pushJson(target, MediaType.imageManifest, manifest, transfer)).desc;
+  const pushed = await pushJson(target, MediaType.imageManifest, manifest, transfer);
+  const manifestDesc = pushed.desc;
   let descriptor: Descriptor = { ...manifestDesc, artifactType: CHECKPOINT_ARTIFACT_TYPE };
+  let rootBytes = pushed.bytes;
   if (annotations.index) {
     const index: Index = {
       schemaVersion: 2,
@@ -241,19 +243,19 @@ async function publish(
       manifests: [{ ...descriptor, platform }],
       annotations: annotations.index,
     };
-    descriptor = (await pushJson(target, MediaType.imageIndex, index, transfer)).desc;
+    ({ desc: descriptor, bytes: rootBytes } = await pushJson(target, MediaType.imageIndex, index, transfer));
   }
-  if (options.tag) await target.tag(descriptor, options.tag, transfer);
+  if (options.tag) await target.tag(descriptor, options.tag, { ...transfer, bytes: rootBytes });
   return { descriptor, manifest: manifestDesc, config: configDesc, layers, metadata, host };
 }
 
 /**
- * Asks this node's programs. The fingerprint is taken first: a program upgraded while they are
+ * Asks this node's programs. The fingerprint (`taken` where the caller has it) is taken first: a program upgraded while they are
  * asked (during a long build) then changes the key, and the next build asks again instead of
  * reusing older answers under the newer key.
  */
-async function askHost(engine: Engine, runtime: string | undefined, signal: AbortSignal | undefined): Promise<CacheableFacts> {
-  const hostKey = await hostFingerprint(engine, runtime);
+async function askHost(engine: Engine, runtime: string | undefined, signal: AbortSignal | undefined, taken?: string): Promise<CacheableFacts> {
+  const hostKey = taken ?? (await hostFingerprint(engine, runtime));
   const { host, complete } = await collectHostInfo(engine, runtime, signal);
   // Facts missing an answer are asked again next time, not reused while the programs stay the same.
   return { host, hostKey: complete ? hostKey : undefined };
@@ -286,7 +288,7 @@ async function cachedHostInfo(cached: CachedBuild, options: BuildImageOptions): 
   if (options.hostInfo === false) return NO_FACTS;
   const { engine, runtime } = cached.metadata;
   const hostKey = await hostFingerprint(engine, runtime);
-  return hostKey === cached.hostKey ? { host: cached.host, hostKey } : askHost(engine, runtime, options.signal);
+  return hostKey === cached.hostKey ? { host: cached.host, hostKey } : askHost(engine, runtime, options.signal, hostKey);
 }
 
 /**

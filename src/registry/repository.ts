@@ -1,7 +1,7 @@
 import { pipeline, type Readable } from 'node:stream';
 import { CkptError } from '../errors.js';
-import type { FetchOptions, ReadOnlyTarget, Target, TransferOptions } from '../content/target.js';
-import { VerifyStream } from '../content/verify.js';
+import type { FetchOptions, ReadOnlyTarget, TagOptions, Target, TransferOptions } from '../content/target.js';
+import { checkBytes, VerifyStream } from '../content/verify.js';
 import { hasherFor, isDigest, sha256 } from '../oci/digest.js';
 import { INDEX_MEDIA_TYPES, isIndexType, isManifestType, MANIFEST_MEDIA_TYPES } from '../oci/mediatypes.js';
 import type { Descriptor } from '../oci/schemas.js';
@@ -32,8 +32,6 @@ export class RegistryRepository implements Target {
   /** `host[:port]/name`, for messages. */
   readonly name: string;
   readonly #ownsClient: boolean;
-  /** The manifest this object last PUT: tagging it right after (a push, a copy) needs no GET. */
-  #lastPushed: { digest: string; bytes: Buffer } | undefined;
 
   constructor(client: RegistryClient, repository: string, ownsClient = false) {
     this.client = client;
@@ -200,18 +198,19 @@ export class RegistryRepository implements Target {
   }
 
   /** Points `tag` at a manifest already in the repository, by PUTting its bytes under the tag. */
-  async tag(desc: Descriptor, tag: string, options: TransferOptions = {}): Promise<void> {
+  async tag(desc: Descriptor, tag: string, options: TagOptions = {}): Promise<void> {
     if (!isManifestLike(desc.mediaType)) {
       throw new CkptError('UNSUPPORTED', `cannot tag ${desc.mediaType}: only manifests and indexes`, { subject: this.#subject(desc) });
     }
-    const pushed = this.#lastPushed;
-    const bytes = pushed?.digest === desc.digest ? pushed.bytes : await readVerified(await this.fetch(desc, options), desc, this.#subject(desc));
+    const bytes = options.bytes ?? (await readVerified(await this.fetch(desc, options), desc, this.#subject(desc)));
     await this.pushManifest(desc, bytes, tag, options);
   }
 
   /** PUTs manifest bytes under `reference` (a tag or its digest): push and tag in one request. */
   async pushManifest(desc: Descriptor, bytes: Buffer, reference: string, options: TransferOptions = {}): Promise<void> {
     const subject = `${this.name}${isDigest(reference) ? '@' : ':'}${reference}`;
+    // Bytes a caller passed in (TagOptions.bytes, say) must be the manifest the tag is meant for.
+    checkBytes(bytes, desc, subject);
     options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: 0, total: desc.size, state: 'start' });
     const res = await this.client.send({
       method: 'PUT',
@@ -228,7 +227,6 @@ export class RegistryRepository implements Target {
     if (stored && stored !== desc.digest) {
       throw new CkptError('DIGEST_MISMATCH', `the registry stored the manifest as ${stored}, not ${desc.digest}`, { subject });
     }
-    this.#lastPushed = { digest: desc.digest, bytes };
     options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'done' });
   }
 

@@ -285,6 +285,10 @@ describe("this node's facts", () => {
 
   it('of a program upgraded while the build asked it are asked again by the next build', async () => {
     const bin = await tempDir('ckpt-bin-');
+    // The other programs answer whatever this machine has, so that the facts are complete and cached.
+    for (const program of ['criu', 'crun', 'runc', 'conmon']) {
+      await writeFile(join(bin, program), `#!/bin/sh\necho '${program} version 1.0'\n`, { mode: 0o755 });
+    }
     // A podman that answers 9.8.7 and, as it does, is replaced by 10.0.1 (a package upgrade).
     const upgraded = `#!/bin/sh\necho 'podman version 10.0.1'\n`;
     await writeFile(join(bin, 'podman.next'), upgraded, { mode: 0o755 });

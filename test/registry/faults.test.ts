@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { copy } from '../../src/commands/copy.js';
+import { openCheckpoint } from '../../src/checkpoint/open.js';
 import { copyGraph } from '../../src/content/copy.js';
+import { buildImage as buildCheckpointImage } from '../../src/image/build.js';
 import { OciLayout } from '../../src/layout/store.js';
 import { THREADED_MIN_SIZE } from '../../src/unpack/plan.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
@@ -16,7 +18,7 @@ import { blob, collect, manifestOf, trickle } from '../helpers/blobs.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { DEFAULT_USERS, startRegistry, type RegistryServer } from '../helpers/registry.js';
 import { rejection } from '../helpers/rejection.js';
-import { tempDir } from '../helpers/tree.js';
+import { fixture, tempDir } from '../helpers/tree.js';
 import { buildImage } from '../unpack/helpers.js';
 
 const CHUNK = 64 * 1024;
@@ -99,21 +101,64 @@ describe('faults between ckpt and the registry', () => {
     expect(await (await OciLayout.open(join(work, 'copied'))).resolve('v1')).toEqual(manifestDesc);
   });
 
-  it('tags a manifest it just pushed without reading it back', async () => {
+  it('tags with the manifest bytes it is given, without reading them back, and only with the right ones', async () => {
     await useProxy();
     const { viaProxy, check } = repos();
     const work = await tempDir('ckpt-faults-');
     const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
       { compression: 'zstd', entries: [{ name: 'checkpoint/pages-1.img', mode: 0o644, mtime: new Date(0), body: randomBytes(10_000) }] },
     ]);
-    await copyGraph(layout, viaProxy, manifestDesc);
-    await viaProxy.tag(manifestDesc, 'v1');
-    await viaProxy.tag(manifestDesc, 'v2');
+    await copyGraph(layout, check, manifestDesc);
+    const bytes = await collect(await layout.fetch(manifestDesc));
+    await viaProxy.tag(manifestDesc, 'v1', { bytes });
+    const wrong = Buffer.from(bytes.toString('utf8').replace('"schemaVersion":2', '"schemaVersion": 2'));
+    await expect(viaProxy.tag(manifestDesc, 'v2', { bytes: wrong })).rejects.toMatchObject({ code: 'SIZE_MISMATCH' });
+    const altered = Buffer.from(bytes.toString('utf8').replace('"schemaVersion":2', '"schemaVersion":3'));
+    await expect(viaProxy.tag(manifestDesc, 'v2', { bytes: altered })).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
     const path = check.name.slice(registry.host.length);
-    expect(proxy.requests.filter((r) => r.method !== 'HEAD' && r.url.includes('/manifests/'))).toEqual(
-      [manifestDesc.digest, 'v1', 'v2'].map((reference) => ({ method: 'PUT', url: `/v2${path}/manifests/${reference}` })),
-    );
-    for (const tag of ['v1', 'v2']) expect(await check.resolve(tag)).toMatchObject({ digest: manifestDesc.digest });
+    expect(proxy.requests.filter((r) => r.url.includes('/manifests/'))).toEqual([{ method: 'PUT', url: `/v2${path}/manifests/v1` }]);
+    expect(await check.resolve('v1')).toMatchObject({ digest: manifestDesc.digest });
+    await expect(check.resolve('v2')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  it('builds into a registry and tags with one PUT, reading no manifest back', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const result = await buildCheckpointImage(await openCheckpoint(fixture('podman-counter.tar')), viaProxy, { tag: 'v1', hostInfo: false });
+    const path = check.name.slice(registry.host.length);
+    expect(proxy.requests.filter((r) => r.method === 'GET' && r.url.includes('/manifests/'))).toEqual([]);
+    expect(proxy.requests.filter((r) => r.url.endsWith('/manifests/v1'))).toEqual([{ method: 'PUT', url: `/v2${path}/manifests/v1` }]);
+    expect(await check.resolve('v1')).toMatchObject({ digest: result.descriptor.digest });
+  });
+
+  it('copies between repositories reading the source manifest once and tagging with one PUT', async () => {
+    await useProxy();
+    const from = repos();
+    const to = repos();
+    const work = await tempDir('ckpt-faults-');
+    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
+      { compression: 'zstd', entries: [{ name: 'checkpoint/pages-1.img', mode: 0o644, mtime: new Date(0), body: randomBytes(10_000) }] },
+    ]);
+    await copyGraph(layout, from.check, manifestDesc);
+    await from.check.tag(manifestDesc, 'v1');
+    const [src, dst] = [from, to].map((r) => r.check.name.slice(registry.host.length));
+    const copyOnce = () => copy(`${proxy.host}${src}:v1`, `${proxy.host}${dst}:v1`, { plainHttp: true });
+    expect((await copyOnce()).descriptor).toEqual(manifestDesc);
+    expect(proxy.requests.filter((r) => r.url.includes('/manifests/'))).toEqual([
+      { method: 'GET', url: `/v2${src}/manifests/v1` },
+      { method: 'HEAD', url: `/v2${dst}/manifests/${manifestDesc.digest}` },
+      { method: 'PUT', url: `/v2${dst}/manifests/${manifestDesc.digest}` },
+      { method: 'PUT', url: `/v2${dst}/manifests/v1` },
+    ]);
+    // Again: the destination has it all; only the tag is written.
+    proxy.requests.length = 0;
+    await copyOnce();
+    expect(proxy.requests.filter((r) => r.url.includes('/manifests/'))).toEqual([
+      { method: 'GET', url: `/v2${src}/manifests/v1` },
+      { method: 'HEAD', url: `/v2${dst}/manifests/${manifestDesc.digest}` },
+      { method: 'PUT', url: `/v2${dst}/manifests/v1` },
+    ]);
+    expect(await to.check.resolve('v1')).toMatchObject({ digest: manifestDesc.digest });
   });
 
   it('resumes a download cut in the middle with a Range request', async () => {
