@@ -250,9 +250,9 @@ async function publish(
 }
 
 /**
- * Asks this node's programs. The fingerprint (`taken` where the caller has it) is taken first: a program upgraded while they are
- * asked (during a long build) then changes the key, and the next build asks again instead of
- * reusing older answers under the newer key.
+ * Asks this node's programs. The fingerprint (`taken`, where the caller has it) is taken first: a
+ * program upgraded while they are asked (during a long build) then changes the key, and the next
+ * build asks again instead of reusing older answers under the newer key.
  */
 async function askHost(engine: Engine, runtime: string | undefined, signal: AbortSignal | undefined, taken?: string): Promise<CacheableFacts> {
   const hostKey = taken ?? (await hostFingerprint(engine, runtime));
