@@ -202,15 +202,16 @@ export class RegistryRepository implements Target {
     if (!isManifestLike(desc.mediaType)) {
       throw new CkptError('UNSUPPORTED', `cannot tag ${desc.mediaType}: only manifests and indexes`, { subject: this.#subject(desc) });
     }
-    const bytes = options.bytes ?? (await readVerified(await this.fetch(desc, options), desc, this.#subject(desc)));
-    await this.pushManifest(desc, bytes, tag, options);
+    const { bytes } = options;
+    // The caller's bytes must be the manifest the tag is meant for; fetched ones are checked as read.
+    if (bytes) checkBytes(bytes, desc, `${this.name}:${tag}`);
+    const manifest = bytes ?? (await readVerified(await this.fetch(desc, options), desc, this.#subject(desc)));
+    await this.pushManifest(desc, manifest, tag, options);
   }
 
   /** PUTs manifest bytes under `reference` (a tag or its digest): push and tag in one request. */
   async pushManifest(desc: Descriptor, bytes: Buffer, reference: string, options: TransferOptions = {}): Promise<void> {
     const subject = `${this.name}${isDigest(reference) ? '@' : ':'}${reference}`;
-    // Bytes a caller passed in (TagOptions.bytes, say) must be the manifest the tag is meant for.
-    checkBytes(bytes, desc, subject);
     options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: 0, total: desc.size, state: 'start' });
     const res = await this.client.send({
       method: 'PUT',

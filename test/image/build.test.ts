@@ -285,7 +285,7 @@ describe("this node's facts", () => {
 
   it('of a program upgraded while the build asked it are asked again by the next build', async () => {
     const bin = await tempDir('ckpt-bin-');
-    // The other programs answer whatever this machine has, so that the facts are complete and cached.
+    // The other programs answer too, whatever this machine has: the facts are complete and cached.
     for (const program of ['criu', 'crun', 'runc', 'conmon']) {
       await writeFile(join(bin, program), `#!/bin/sh\necho '${program} version 1.0'\n`, { mode: 0o755 });
     }

@@ -24,6 +24,13 @@ import { buildImage } from '../unpack/helpers.js';
 const CHUNK = 64 * 1024;
 const PATCH_URL = /\/blobs\/uploads\/[^?]+/;
 
+/** A one-layer image in an OCI layout under `work`. */
+function smallImage(work: string): ReturnType<typeof buildImage> {
+  return buildImage(join(work, 'layout'), [
+    { compression: 'zstd', entries: [{ name: 'checkpoint/pages-1.img', mode: 0o644, mtime: new Date(0), body: randomBytes(10_000) }] },
+  ]);
+}
+
 describe('faults between ckpt and the registry', () => {
   let registry: RegistryServer;
   let proxy: FaultProxy;
@@ -89,9 +96,7 @@ describe('faults between ckpt and the registry', () => {
     await useProxy();
     const { check } = repos();
     const work = await tempDir('ckpt-faults-');
-    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
-      { compression: 'zstd', entries: [{ name: 'checkpoint/pages-1.img', mode: 0o644, mtime: new Date(0), body: randomBytes(10_000) }] },
-    ]);
+    const { layout, manifestDesc } = await smallImage(work);
     await copyGraph(layout, check, manifestDesc);
     await check.tag(manifestDesc, 'v1');
     const path = check.name.slice(registry.host.length);
@@ -105,9 +110,7 @@ describe('faults between ckpt and the registry', () => {
     await useProxy();
     const { viaProxy, check } = repos();
     const work = await tempDir('ckpt-faults-');
-    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
-      { compression: 'zstd', entries: [{ name: 'checkpoint/pages-1.img', mode: 0o644, mtime: new Date(0), body: randomBytes(10_000) }] },
-    ]);
+    const { layout, manifestDesc } = await smallImage(work);
     await copyGraph(layout, check, manifestDesc);
     const bytes = await collect(await layout.fetch(manifestDesc));
     await viaProxy.tag(manifestDesc, 'v1', { bytes });
@@ -136,9 +139,7 @@ describe('faults between ckpt and the registry', () => {
     const from = repos();
     const to = repos();
     const work = await tempDir('ckpt-faults-');
-    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
-      { compression: 'zstd', entries: [{ name: 'checkpoint/pages-1.img', mode: 0o644, mtime: new Date(0), body: randomBytes(10_000) }] },
-    ]);
+    const { layout, manifestDesc } = await smallImage(work);
     await copyGraph(layout, from.check, manifestDesc);
     await from.check.tag(manifestDesc, 'v1');
     const [src, dst] = [from, to].map((r) => r.check.name.slice(registry.host.length));
