@@ -5,7 +5,8 @@ import { formatReference, parseReference, referenceSelector } from '../reference
 import { type RegistryAccess, openTarget } from '../target/open.js';
 import { unpackToArchive } from '../unpack/archive.js';
 import { unpackToDirectory } from '../unpack/directory.js';
-import { sparesForPull, startSpareZstdWorkers, stopSpareZstdWorkers } from '../unpack/zstd-spares.js';
+import { startSpareWorkers, stopSpareWorkers } from '../threads/spares.js';
+import { sparesForPull } from '../unpack/options.js';
 import { copy } from './copy.js';
 
 export interface PullOptions extends RegistryAccess, TransferOptions {
@@ -39,7 +40,7 @@ export async function pull(sourceInput: string, destination: string, options: Pu
     return { source: copied.source, descriptor: copied.descriptor, manifest: copied.descriptor, destination: copied.reference, kind: 'layout' };
   }
   // Layers decode on worker threads that start while the manifest is read.
-  startSpareZstdWorkers(sparesForPull(options.concurrency));
+  startSpareWorkers('unpack/zstd-worker', sparesForPull(options.concurrency));
   try {
     const target = await openTarget(ref, options);
     try {
@@ -58,6 +59,6 @@ export async function pull(sourceInput: string, destination: string, options: Pu
       await target.close?.();
     }
   } finally {
-    await stopSpareZstdWorkers();
+    await stopSpareWorkers('unpack/zstd-worker');
   }
 }

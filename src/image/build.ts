@@ -1,5 +1,4 @@
 import { setMaxListeners } from 'node:events';
-import { availableParallelism } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import type { CheckpointSource, TreeEntry } from '../checkpoint/entry.js';
 import { collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
@@ -12,13 +11,14 @@ import { pushJson } from '../content/push-json.js';
 import type { Target, TransferOptions } from '../content/target.js';
 import { fromSystemError } from '../errors.js';
 import { ustarFileHeader } from '../tar/ustar.js';
+import { startSpareWorkers, stopSpareWorkers } from '../threads/spares.js';
 import { Annotation, CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../oci/mediatypes.js';
 import type { Descriptor, ImageConfig, Index, Manifest } from '../oci/schemas.js';
 import { type Compat, CkptAnnotation, imageAnnotations } from './annotations.js';
 import { BuildCache, type CachedBuild } from './cache.js';
 import { LayerWriter, layerTransfer, type WrittenLayer } from './layer.js';
 import { PageLayerFeed, writePageLayer } from './page-layer.js';
-import type { PageEntry } from './page-protocol.js';
+import { type PageEntry, pageWorkerSlots } from './page-protocol.js';
 
 export interface BuildImageOptions extends TransferOptions {
   /** Layer compression; zstd by default. */
@@ -56,9 +56,6 @@ const HISTORY: Record<LayerRole, string> = {
   pages: 'ckpt build: memory pages',
   'rootfs-diff': 'ckpt build: container file-system changes',
 };
-
-/** Page-layer workers at once: one per core, within what a registry takes in parallel. */
-const MAX_PAGE_WORKERS = 4;
 
 /** Groups page files into layers of at most `max` bytes of content (a larger file gets a layer alone). */
 class PageGroups<T> {
@@ -130,7 +127,7 @@ async function writeLayers(
     if (!done) closed.set(layer, (done = layer.close()));
     return done;
   };
-  const workers = limiter(Math.max(1, Math.min(availableParallelism(), MAX_PAGE_WORKERS)));
+  const workers = limiter(pageWorkerSlots());
   const groups = new PageGroups<PageEntry>(maxLayerBytes);
   const startPages = (entries: PageEntry[] | undefined): void => {
     if (!entries || !threadCompression) return;
@@ -140,7 +137,15 @@ async function writeLayers(
     // Multi-threaded zstd writes the same bytes whatever the count, the same as streamed layers'.
     const alone = entries.length === 1 && (entries[0]?.size ?? 0) > maxLayerBytes;
     const job = { entries, compression: threadCompression, level, threads: alone ? defaultThreads() : 1 };
-    const written = workers(() => writePageLayer(job, target, layerTransferOptions));
+    const written = new Promise<WrittenLayer>((resolve, reject) => {
+      // A worker holds its slot until it has compressed the layer, not until the upload has taken
+      // the last chunk: the next layer's worker starts while that drains.
+      workers(async () => {
+        const layer = writePageLayer(job, target, layerTransferOptions);
+        layer.written.then(resolve, reject);
+        await layer.compressed;
+      }).catch(reject);
+    });
     written.catch((err: unknown) => stop.abort(err));
     pages.push(written);
   };
@@ -170,9 +175,15 @@ async function writeLayers(
       await writer.add(entry, content, tap);
     }
   };
+  let sparesStarted = false;
   try {
     for await (const { entry, open, region } of source.entries(signal)) {
       const role = layerRole(entry.path);
+      if (role === 'pages' && threadCompression && !sparesStarted) {
+        // Workers boot while the rest is scanned: one per slot for files read by offset, one to feed.
+        startSpareWorkers('image/page-worker', region ? pageWorkerSlots() : 1);
+        sparesStarted = true;
+      }
       const tap = scanner.observe(entry);
       // zstd and uncompressed page files go to the workers, where the worker can write their header.
       const header = role === 'pages' && !tap && threadCompression ? ustarFileHeader(entry) : undefined;
@@ -200,6 +211,8 @@ async function writeLayers(
     await Promise.allSettled(all().map(close));
     // What failed first, not the abort it caused elsewhere.
     throw stop.signal.reason;
+  } finally {
+    await stopSpareWorkers('image/page-worker');
   }
 }
 

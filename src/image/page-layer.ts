@@ -1,13 +1,13 @@
 import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { TreeEntry } from '../checkpoint/entry.js';
 import type { Store, TransferOptions } from '../content/target.js';
 import { HashedReadable } from '../content/verify.js';
 import { CkptError } from '../errors.js';
 import { BlockSender } from '../threads/block-sender.js';
 import { errorFromThread } from '../threads/errors.js';
-import { workerUrl } from '../threads/worker-url.js';
+import { takeWorker } from '../threads/spares.js';
 import { LAYER_MEDIA_TYPE, type WrittenLayer } from './layer.js';
 import { BLOCK_SIZE, type FromPageWorker, type PageLayerJob, type ToPageWorker } from './page-protocol.js';
 
@@ -19,11 +19,15 @@ class WorkerOutput extends HashedReadable {
   readonly #worker: Worker;
   #owed = 0;
   done: Extract<FromPageWorker, { type: 'done' }> | undefined;
+  /** Settles once the worker has handed over the whole layer, or the layer failed. */
+  readonly finished: Promise<void>;
 
   /** `onFree` gets back the blocks a fed worker has read. */
   constructor(worker: Worker, onFree?: (data: ArrayBuffer) => void) {
     super();
     this.#worker = worker;
+    let finish = (): void => undefined;
+    this.finished = new Promise<void>((ok) => (finish = ok));
     worker.on('message', (message: FromPageWorker) => {
       switch (message.type) {
         case 'chunk':
@@ -36,6 +40,7 @@ class WorkerOutput extends HashedReadable {
           break;
         case 'done':
           this.done = message;
+          finish();
           this.push(null);
           break;
         case 'error':
@@ -48,7 +53,10 @@ class WorkerOutput extends HashedReadable {
       if (!this.done) this.destroy(new CkptError('READ_FAILED', `page layer worker stopped (exit code ${code})`));
     });
     // Ends the worker whatever happened: done, failed or aborted.
-    this.once('close', () => void worker.terminate());
+    this.once('close', () => {
+      finish();
+      void worker.terminate();
+    });
   }
 
   /** Sends a block back to the worker to be filled again (it is detached here). */
@@ -88,7 +96,8 @@ function startPageLayer(
 ): { output: WorkerOutput; written: Promise<WrittenLayer> } {
   const { signal } = transfer;
   signal?.throwIfAborted();
-  const output = new WorkerOutput(new Worker(workerUrl('image/page-worker'), { workerData: job }), onFree);
+  const output = new WorkerOutput(takeWorker('image/page-worker'), onFree);
+  output.post({ type: 'job', job });
   // A failure before the store starts reading is not lost: its pipeline rejects with the stream's error.
   output.on('error', () => undefined);
   const onAbort = (): void => {
@@ -112,10 +121,17 @@ function startPageLayer(
 /**
  * Writes a memory-pages layer from files read by offset, on a worker thread of its own: reading
  * the files, the tar framing, both sha256 and zstd happen there, so layers compress side by side
- * on every core and the main thread only moves compressed bytes into the store.
+ * on every core and the main thread only moves compressed bytes into the store. `compressed`
+ * settles once the worker is done (the store may still be taking the last bytes), `written` once
+ * the layer is stored.
  */
-export async function writePageLayer(job: Required<PageLayerJob>, store: Store, transfer: TransferOptions): Promise<WrittenLayer> {
-  return startPageLayer(job, store, transfer).written;
+export function writePageLayer(
+  job: Required<PageLayerJob>,
+  store: Store,
+  transfer: TransferOptions,
+): { compressed: Promise<void>; written: Promise<WrittenLayer> } {
+  const { output, written } = startPageLayer(job, store, transfer);
+  return { compressed: output.finished, written };
 }
 
 /**

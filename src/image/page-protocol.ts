@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { Compression } from '../compress/codec.js';
 import type { ThreadError } from '../threads/errors.js';
 
@@ -11,7 +12,7 @@ export interface PageEntry {
   size: number;
 }
 
-/** What a page worker is asked to do (its `workerData`). */
+/** What a page worker is asked to do (its first message). */
 export interface PageLayerJob {
   /**
    * The files to read by offset; without them the layer is fed: the main thread sends each file
@@ -25,11 +26,20 @@ export interface PageLayerJob {
   threads: number;
 }
 
+/** Page layers written at once, each on a worker of its own: one per core, within what a registry takes in parallel. */
+const MAX_PAGE_WORKERS = 4;
+
+export function pageWorkerSlots(): number {
+  return Math.max(1, Math.min(availableParallelism(), MAX_PAGE_WORKERS));
+}
+
 /** Bytes per block a page worker hands over, and per block of content it is fed. */
 export const BLOCK_SIZE = 1 << 20;
 
 /** Messages to a page worker. */
 export type ToPageWorker =
+  /** The layer to write; a worker started ahead of need waits for it. */
+  | { type: 'job'; job: PageLayerJob }
   /** The main thread took a block: one more may be sent. */
   | { type: 'credit' }
   /** A block's memory, copied and sent back to be filled again. */

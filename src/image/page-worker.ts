@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort } from 'node:worker_threads';
 import zstd from 'zstd-napi/binding.js';
 import { CkptError, fromSystemError } from '../errors.js';
 import { errorToThread } from '../threads/errors.js';
@@ -178,14 +178,7 @@ async function readRegion(
   }
 }
 
-async function run(job: PageLayerJob): Promise<void> {
-  const output = new Output();
-  const feed = new Feed();
-  port.on('message', (message: ToPageWorker) => {
-    if (message.type === 'credit') output.credit();
-    else if (message.type === 'spare') output.spare(message.data);
-    else feed.push(message);
-  });
+async function run(job: PageLayerJob, output: Output, feed: Feed): Promise<void> {
   // Uncompressed, the blob is the tar: its digest is the diff_id, and file content is read
   // straight into the output. Compressed, the tar is hashed on its way into zstd.
   const zstdOut = job.compression === 'zstd' ? new Compressor(job, output) : undefined;
@@ -223,6 +216,15 @@ async function run(job: PageLayerJob): Promise<void> {
   post({ type: 'done', ...blob, diffId: diff ? `sha256:${diff.digest('hex')}` : blob.digest });
 }
 
-run(workerData as PageLayerJob).catch((err: unknown) => {
-  post({ type: 'error', error: errorToThread(err) });
+// A worker may be started before its layer is known (threads/spares.ts): the first message is its job.
+let job: { output: Output; feed: Feed } | undefined;
+port.on('message', (message: ToPageWorker) => {
+  if (message.type === 'job') {
+    job = { output: new Output(), feed: new Feed() };
+    run(message.job, job.output, job.feed).catch((err: unknown) => {
+      post({ type: 'error', error: errorToThread(err) });
+    });
+  } else if (message.type === 'credit') job?.output.credit();
+  else if (message.type === 'spare') job?.output.spare(message.data);
+  else job?.feed.push(message);
 });

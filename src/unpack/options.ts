@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { TransferOptions } from '../content/target.js';
 import { CkptError } from '../errors.js';
 import type { Manifest } from '../oci/schemas.js';
@@ -17,6 +18,11 @@ export interface NormalisedUnpackOptions {
 }
 
 export const DEFAULT_CONCURRENCY = 4;
+
+/** How many spare zstd workers a pull of `concurrency` layers at once can use: no more than the cores. */
+export function sparesForPull(concurrency = DEFAULT_CONCURRENCY): number {
+  return Math.min(availableParallelism(), concurrency);
+}
 
 /** Fills the defaults and checks every option once, before anything is fetched or written. */
 export function normaliseUnpackOptions(options: UnpackOptions): NormalisedUnpackOptions {

@@ -4,8 +4,8 @@ import { CkptError } from '../errors.js';
 import type { TarEntry } from '../tar/extract.js';
 import { BlockSender } from '../threads/block-sender.js';
 import { errorFromThread } from '../threads/errors.js';
+import { takeWorker } from '../threads/spares.js';
 import type { FromZstdWorker, ToZstdWorker } from './zstd-protocol.js';
-import { takeZstdWorker } from './zstd-spares.js';
 
 /** Compressed bytes in flight to the worker: a few buffers, filled and handed back in turn. */
 const INPUT_BUFFERS = 3;
@@ -41,7 +41,7 @@ export class ZstdLayerThread {
     const subject = digest;
     this.#subject = subject;
     this.#signal = signal;
-    this.#worker = takeZstdWorker();
+    this.#worker = takeWorker('unpack/zstd-worker');
     this.#worker.on('message', (message: FromZstdWorker) => this.#receive(message));
     this.#worker.on('error', (err) => this.fail(err));
     this.#worker.on('exit', (code) => this.fail(new CkptError('READ_FAILED', `layer worker stopped (exit code ${code})`, { subject })));

@@ -227,7 +227,7 @@ function writeAll(fd: number, bytes: Uint8Array, position: number): void {
   for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
 }
 
-// A worker may be started before its layer is known (zstd-spares.ts): the first message names it.
+// A worker may be started before its layer is known (threads/spares.ts): the first message names it.
 let reader: LayerReader | undefined;
 port.on('message', (message: ToZstdWorker) => {
   if (message.type === 'layer') reader = new LayerReader(message.digest);

@@ -12,6 +12,7 @@ import { CkptError } from '../../src/errors.js';
 import { buildImage } from '../../src/image/build.js';
 import type { WrittenLayer } from '../../src/image/layer.js';
 import { OciLayout } from '../../src/layout/store.js';
+import { startSpareWorkers } from '../../src/threads/spares.js';
 import { rejection } from '../helpers/rejection.js';
 import { extractFixture, fixture, tempDir } from '../helpers/tree.js';
 
@@ -50,6 +51,13 @@ describe('page layers written on worker threads', () => {
       }
     });
   }
+
+  it('are the same when workers were started ahead, as the CLI starts them, and more than the build takes', async () => {
+    const input = fixture('podman-counter.tar');
+    const expected = summary(await pageLayers(fed(await openCheckpoint(input)), 'zstd'));
+    startSpareWorkers('image/page-worker', 6);
+    expect(summary(await pageLayers(await openCheckpoint(input), 'zstd'))).toEqual(expected);
+  });
 
   it('give the same digests from a .tar as from the same archive compressed with zstd', async () => {
     const zst = join(await tempDir(), 'counter.tar.zst');

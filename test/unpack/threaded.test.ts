@@ -11,7 +11,7 @@ import type { Descriptor } from '../../src/oci/schemas.js';
 import { unpackToArchive } from '../../src/unpack/archive.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
 import { planUnpack, THREADED_MIN_SIZE } from '../../src/unpack/plan.js';
-import { startSpareZstdWorkers, stopSpareZstdWorkers } from '../../src/unpack/zstd-spares.js';
+import { startSpareWorkers, stopSpareWorkers } from '../../src/threads/spares.js';
 import { rejection as failure } from '../helpers/rejection.js';
 import { tempDir } from '../helpers/tree.js';
 import { buildImage, CHECKPOINT_ARTIFACT_TYPE, CHECKPOINT_LAYERS, gnuTarExtract, snapshot, type TestLayer } from './helpers.js';
@@ -202,18 +202,18 @@ describe('zstd layers read on worker threads', () => {
 
 describe('zstd workers started ahead of their layers', () => {
   afterEach(async () => {
-    await stopSpareZstdWorkers();
+    await stopSpareWorkers('unpack/zstd-worker');
   });
 
   it('decode the layers they are given, also after one failed on a spare', async () => {
     const { layout, manifestDesc, layerDescs } = await threadedImage();
-    startSpareZstdWorkers(2);
+    startSpareWorkers('unpack/zstd-worker', 2);
     const out = join(work, 'out');
     await unpackToDirectory(layout, manifestDesc, out);
     expect(await snapshot(out)).toEqual(await reference(layout, layerDescs));
     // The second page layer is broken; spares started again decode it and report the digest.
     await corrupt(layout, layerDescs[2] as Descriptor, 4096);
-    startSpareZstdWorkers(2);
+    startSpareWorkers('unpack/zstd-worker', 2);
     const err = await failure(unpackToDirectory(layout, manifestDesc, join(work, 'broken')));
     expect(err.code).toBe('DIGEST_MISMATCH');
     expect(err.message).toContain(layerDescs[2]?.digest);
@@ -221,18 +221,19 @@ describe('zstd workers started ahead of their layers', () => {
 
   it('once stopped unused, leave layers to workers of their own', async () => {
     const { layout, manifestDesc, layerDescs } = await threadedImage();
-    startSpareZstdWorkers(2);
-    await stopSpareZstdWorkers();
+    startSpareWorkers('unpack/zstd-worker', 2);
+    await stopSpareWorkers('unpack/zstd-worker');
     const out = join(work, 'out');
     await unpackToDirectory(layout, manifestDesc, out);
     expect(await snapshot(out)).toEqual(await reference(layout, layerDescs));
   });
 
-  it('do not keep the process alive while idle', async () => {
-    const spares = new URL('../../dist/unpack/zstd-spares.js', import.meta.url).href;
+  it('do not keep the process alive while idle, nor do page workers started ahead', async () => {
+    const spares = new URL('../../dist/threads/spares.js', import.meta.url).href;
     // A script file: workers inherit the process's flags, and `-e` with them would fail to start.
     const script = join(work, 'spares.mjs');
-    await writeFile(script, `const m = await import(${JSON.stringify(spares)});\nm.startSpareZstdWorkers(2);\nsetTimeout(() => console.log('online'), 1000);\n`);
+    const start = "m.startSpareWorkers('unpack/zstd-worker', 2);\nm.startSpareWorkers('image/page-worker', 2);";
+    await writeFile(script, `const m = await import(${JSON.stringify(spares)});\n${start}\nsetTimeout(() => console.log('online'), 1000);\n`);
     const { stdout } = await run(process.execPath, [script], { timeout: 10_000 });
     expect(stdout.trim()).toBe('online');
   });
