@@ -15,6 +15,9 @@
  *   BENCH_ROOT_WAIT=900   seconds to wait for the e2e root's lock (an e2e run using it) before running without it
  *   BENCH_KEEP=           keep the registry's storage and the pulled outputs
  *   BENCH_FIXTURE=        the checkpoint whose metadata the generated one copies (default: the shared podman-counter.tar)
+ *   BENCH_REGISTRY=root   the docker-registry run: the e2e root's (Debian 13, distribution 2.8.3, Go 1.24) or the
+ *                         host's (`host`: Debian 12, 2.8.2, Go 1.19, whose sha256 does not use the CPU's SHA
+ *                         extensions and takes twice the CPU for the same upload)
  *
  * Writes bench/results/latest.json and bench/results/latest.md (and a timestamped copy of the JSON in
  * BENCH_WORK/history/), and CPU profiles of one extra push and pull in bench/results/profiles/.
@@ -43,6 +46,8 @@ const ONLY = new Set((env.BENCH_ONLY ?? 'push,pull,repush,inspect,rss,profile').
 const WORK = resolve(env.BENCH_WORK ?? join(REPO, 'bench', 'work'));
 const ROOT_WAIT = Number(env.BENCH_ROOT_WAIT ?? 900);
 const KEEP = Boolean(env.BENCH_KEEP);
+const REGISTRY = env.BENCH_REGISTRY ?? 'root';
+if (REGISTRY !== 'root' && REGISTRY !== 'host') throw new Error(`BENCH_REGISTRY must be root or host (got ${REGISTRY})`);
 const RESULTS = join(REPO, 'bench', 'results');
 const MB = 1e6;
 /** ckpt's default zstd level, from the build under test: zstd alone is measured at the same level. */
@@ -218,7 +223,17 @@ function freePort(): Promise<number> {
   });
 }
 
-async function startRegistry(dir: string): Promise<{ port: number; child: ChildProcess }> {
+/**
+ * How to run docker-registry: the host's, or the e2e root's with the root's own loader and libc
+ * (run on the host, so that its process is the one whose CPU is counted, in the host's network).
+ */
+function registryCommand(rootPath: string | undefined): string[] {
+  if (REGISTRY === 'host' || !rootPath) return ['docker-registry'];
+  const lib = join(rootPath, 'usr', 'lib', 'x86_64-linux-gnu');
+  return [join(lib, 'ld-linux-x86-64.so.2'), '--library-path', lib, join(rootPath, 'usr', 'bin', 'docker-registry')];
+}
+
+async function startRegistry(dir: string, command: string[]): Promise<{ port: number; child: ChildProcess }> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, 'data'), { recursive: true });
   const port = await freePort();
@@ -241,7 +256,8 @@ async function startRegistry(dir: string): Promise<{ port: number; child: ChildP
       '',
     ].join('\n'),
   );
-  const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const [bin = 'docker-registry', ...args] = command;
+  const child = spawn(bin, [...args, 'serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let errText = '';
   child.stderr?.on('data', (b: Buffer) => (errText += b.toString()));
   for (let i = 0; i < 100; i++) {
@@ -609,7 +625,8 @@ async function main(): Promise<void> {
   const root = rootPath ? new Root(rootPath) : undefined;
   if (!root) log('no e2e root (test/e2e/root.sh --path): the buildah, podman and oras measures are skipped');
 
-  const registry = await startRegistry(join(WORK, 'registry'));
+  const registryCmd = registryCommand(rootPath || undefined);
+  const registry = await startRegistry(join(WORK, 'registry'), registryCmd);
   registryPid = registry.child.pid;
   const R = `127.0.0.1:${registry.port}`;
   const proxy = new CountingProxy(registry.port);
@@ -633,7 +650,7 @@ async function main(): Promise<void> {
     }
     tools.zstd = (await sh('zstd --version')).stdout.trim();
     tools.curl = (await sh('curl --version | head -n1')).stdout.trim();
-    tools.registry = (await sh('docker-registry --version')).stdout.trim();
+    tools.registry = `${(await run(registryCmd[0] ?? 'docker-registry', [...registryCmd.slice(1), '--version'])).stdout.trim()} (${registryCmd.length > 1 ? 'the e2e root\'s' : 'the host\'s'})`;
     tools.node = process.version;
     tools.ckpt = (await sh(`cd ${REPO} && echo "$(git rev-parse --short HEAD)$(git status --porcelain src | grep -q . && echo +dirty-src)"`)).stdout.trim();
     tools.ckptDistBuilt = distBuilt;
