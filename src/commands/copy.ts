@@ -37,9 +37,8 @@ export async function copy(sourceInput: string, destination: string, options: Co
     }
     const dst = await openTarget(dstRef, { ...options, create: true });
     try {
-      await copyGraph(src, dst, root, { ...options, rootBytes: bytes });
       const tag = dstRef.digest ? undefined : (dstRef.tag ?? srcRef.tag ?? 'latest');
-      if (tag) await dst.tag(root, tag, { ...options, bytes });
+      await copyGraph(src, dst, root, { ...options, rootBytes: bytes, tag });
       return {
         source: formatReference(srcRef),
         reference: formatReference(tag ? { ...dstRef, tag } : { ...dstRef, digest: root.digest }),

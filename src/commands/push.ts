@@ -39,8 +39,7 @@ export async function push(sourceInput: string, destination: string, options: Pu
     try {
       if (source instanceof ImageSource && source.image.manifest.artifactType === CHECKPOINT_ARTIFACT_TYPE) {
         const { root, rootBytes } = source.image;
-        await copyGraph(source.target, target, root, { ...options, rootBytes });
-        await target.tag(root, tag, { ...options, bytes: rootBytes });
+        await copyGraph(source.target, target, root, { ...options, rootBytes, tag });
         return { reference, descriptor: source.image.root, layers: source.image.manifest.layers, built: false };
       }
       const result = await buildImage(source, target, { ...options, tag });

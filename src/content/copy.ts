@@ -10,13 +10,18 @@ export interface CopyOptions extends TransferOptions {
   concurrency?: number;
   /** The root's bytes, already read and checked against its digest: not fetched again. */
   rootBytes?: Buffer;
+  /**
+   * The tag the root goes under. It is then stored with its tag, as the last step (a registry
+   * takes both in one PUT), instead of being checked for, pushed by digest, then tagged.
+   */
+  tag?: string;
 }
 
 /**
  * Copies everything `root` points to from `src` to `dst`, children before parents: blobs the
  * destination has are skipped, blobs of another repository on the same registry are mounted, the
  * rest stream through verified. A manifest is pushed only after all it references, so nothing
- * ever points at what is missing.
+ * ever points at what is missing; the root last, under `options.tag` where there is one.
  */
 export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descriptor, options: CopyOptions = {}): Promise<void> {
   const run = limiter(options.concurrency ?? 4);
@@ -39,7 +44,8 @@ export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descript
       if (!hasSuccessors(desc)) return run(() => copyBlob(desc));
       const bytes = desc.digest === root.digest && options.rootBytes ? options.rootBytes : await fetchSmall(src, desc, transfer);
       await Promise.all(successors(desc, bytes, `${src.name}@${desc.digest}`).map(copyNode));
-      if (!(await dst.exists(desc, transfer))) await dst.push(desc, Readable.from([bytes]), transfer);
+      if (desc.digest === root.digest && options.tag !== undefined) await dst.tag(root, options.tag, { ...transfer, bytes });
+      else if (!(await dst.exists(desc, transfer))) await dst.push(desc, Readable.from([bytes]), transfer);
     })();
     started.set(desc.digest, done);
     return done;

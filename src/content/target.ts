@@ -22,8 +22,9 @@ export interface TransferOptions {
 
 export interface TagOptions extends TransferOptions {
   /**
-   * The manifest's bytes, where the caller has them (it just pushed or read them): a registry then
-   * PUTs them under the tag without reading them back first. Checked against the descriptor.
+   * The manifest's bytes, where the caller has them (it built or read them), checked against the
+   * descriptor. The manifest need not be in the store then: the store takes it with the tag (a
+   * registry in one PUT under the tag), and reads nothing back.
    */
   bytes?: Buffer;
 }
@@ -76,6 +77,6 @@ export interface ReadOnlyTarget extends ReadOnlyStore {
 }
 
 export interface Target extends Store, ReadOnlyTarget {
-  /** Points `tag` at a manifest or index already in the store. */
+  /** Points `tag` at a manifest or index: one in the store, or one given with its `bytes`. */
   tag(desc: Descriptor, tag: string, options?: TagOptions): Promise<void>;
 }

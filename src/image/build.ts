@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import type { Readable, Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import type { CheckpointSource, TreeEntry } from '../checkpoint/entry.js';
 import { collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
 import { containerDumps, interpretScan } from '../checkpoint/metadata.js';
@@ -7,7 +7,7 @@ import { CheckpointScanner, type LayerRole, layerRole } from '../checkpoint/scan
 import type { CheckpointMetadata, Engine, HostInfo } from '../checkpoint/schemas.js';
 import { type Compression, compressionLevel, defaultThreads } from '../compress/codec.js';
 import { limiter } from '../content/limit.js';
-import { pushJson } from '../content/push-json.js';
+import { jsonBlob, pushJson } from '../content/push-json.js';
 import type { Target, TransferOptions } from '../content/target.js';
 import { fromSystemError } from '../errors.js';
 import { ustarFileHeader } from '../tar/ustar.js';
@@ -245,20 +245,23 @@ async function publish(
     layers: layers.map((l) => ({ ...l.desc, annotations: { [CkptAnnotation.layer]: l.role } })),
     annotations: annotations.manifest,
   };
-  const pushed = await pushJson(target, MediaType.imageManifest, manifest, transfer);
-  const manifestDesc = pushed.desc;
+  const built = jsonBlob(MediaType.imageManifest, manifest);
+  const manifestDesc = built.desc;
   let descriptor: Descriptor = { ...manifestDesc, artifactType: CHECKPOINT_ARTIFACT_TYPE };
-  let rootBytes = pushed.bytes;
+  let rootBytes = built.bytes;
   if (annotations.index) {
+    await target.push(manifestDesc, Readable.from([rootBytes]), transfer);
     const index: Index = {
       schemaVersion: 2,
       mediaType: MediaType.imageIndex,
       manifests: [{ ...descriptor, platform }],
       annotations: annotations.index,
     };
-    ({ desc: descriptor, bytes: rootBytes } = await pushJson(target, MediaType.imageIndex, index, transfer));
+    ({ desc: descriptor, bytes: rootBytes } = jsonBlob(MediaType.imageIndex, index));
   }
+  // The root last, with its tag where there is one: a registry takes both in one PUT.
   if (options.tag) await target.tag(descriptor, options.tag, { ...transfer, bytes: rootBytes });
+  else await target.push(descriptor, Readable.from([rootBytes]), transfer);
   return { descriptor, manifest: manifestDesc, config: configDesc, layers, metadata, host };
 }
 

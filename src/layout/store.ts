@@ -2,10 +2,10 @@ import { randomUUID } from 'node:crypto';
 import type { WriteStream } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { PassThrough, type Readable, type Transform } from 'node:stream';
+import { PassThrough, Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { FetchOptions, Target, TransferOptions } from '../content/target.js';
-import { DigestStream, HashedReadable, VerifyStream } from '../content/verify.js';
+import type { FetchOptions, TagOptions, Target, TransferOptions } from '../content/target.js';
+import { checkBytes, DigestStream, HashedReadable, VerifyStream } from '../content/verify.js';
 import { CkptError, fromSystemError } from '../errors.js';
 import { digestParts, isDigest } from '../oci/digest.js';
 import { Annotation, MediaType } from '../oci/mediatypes.js';
@@ -229,7 +229,12 @@ export class OciLayout implements Target {
     }
   }
 
-  async tag(desc: Descriptor, tag: string): Promise<void> {
+  async tag(desc: Descriptor, tag: string, options: TagOptions = {}): Promise<void> {
+    const { bytes } = options;
+    if (bytes) {
+      checkBytes(bytes, desc, `${this.name}:${tag}`);
+      await this.push(desc, Readable.from([bytes]), options);
+    }
     const run = this.#indexLock.then(() => withLockFile(this.#lockPath, () => this.#writeTag(desc, tag)));
     this.#indexLock = run.catch(() => undefined);
     return run;

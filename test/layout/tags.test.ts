@@ -7,7 +7,8 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { HOLDER } from '../../src/layout/lock-file.js';
 import { OciLayout, removeUnusedLayout } from '../../src/layout/store.js';
-import { MediaType } from '../../src/oci/mediatypes.js';
+import { Annotation, MediaType } from '../../src/oci/mediatypes.js';
+import { sha256 } from '../../src/oci/digest.js';
 import type { Descriptor } from '../../src/oci/schemas.js';
 import { ckpt, fixture, tempDir } from '../helpers/tree.js';
 
@@ -35,6 +36,19 @@ function tagInProcess(dir: string, desc: Descriptor, tags: string[]) {
 }
 
 describe('tags in one layout', () => {
+  it('given the manifest bytes, store the manifest with the tag; wrong bytes store neither', async () => {
+    const dir = join(await tempDir('ckpt-tags-'), 'layout');
+    const layout = await OciLayout.open(dir, { create: true });
+    const bytes = Buffer.from(MANIFEST);
+    const desc = { mediaType: MediaType.imageManifest, digest: sha256(bytes), size: bytes.length };
+    const altered = Buffer.from(MANIFEST.replace('"schemaVersion":2', '"schemaVersion":3'));
+    await expect(layout.tag(desc, 'bad', { bytes: altered })).rejects.toMatchObject({ code: 'DIGEST_MISMATCH' });
+    expect(await layout.exists(desc)).toBe(false);
+    await layout.tag(desc, 'v1', { bytes });
+    expect(await layout.resolve('v1')).toMatchObject({ digest: desc.digest });
+    expect((await layout.readIndex()).manifests.map((m) => m.annotations?.[Annotation.refName])).toEqual(['v1']);
+  });
+
   it('written by several processes at once are all kept', async () => {
     const { dir, layout, desc } = await layoutWithBlob();
     const perProcess = (p: number) => Array.from({ length: 15 }, (_, k) => `p${p}-${k}`);
