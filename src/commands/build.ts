@@ -1,9 +1,7 @@
-import { readdir } from 'node:fs/promises';
-import { resolve } from 'node:path';
 import { openCheckpoint } from '../checkpoint/open.js';
 import { CkptError } from '../errors.js';
 import { type BuildImageOptions, type BuildImageResult, buildImage } from '../image/build.js';
-import { removeUnusedLayout } from '../layout/store.js';
+import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
 import { type ImageReference, formatReference, parseReference } from '../reference.js';
 import { type OpenTargetOptions, openTarget } from '../target/open.js';
 
@@ -12,15 +10,6 @@ export type BuildOptions = Omit<BuildImageOptions, 'tag'> & Omit<OpenTargetOptio
 export interface BuildResult extends BuildImageResult {
   /** The destination as given, with the tag used. */
   reference: string;
-}
-
-/** What a new layout directory looked like before the build, so a failure can put it back. */
-async function layoutBefore(dir: string): Promise<'missing' | 'empty' | 'present'> {
-  try {
-    return (await readdir(dir)).length === 0 ? 'empty' : 'present';
-  } catch {
-    return 'missing';
-  }
 }
 
 function destinationTag(ref: ImageReference, input: string): string {
@@ -38,19 +27,16 @@ export async function build(sourceInput: string, destination: string, options: B
   const ref = parseReference(destination);
   const tag = destinationTag(ref, destination);
   const source = await openCheckpoint(sourceInput, options);
-  const before = ref.kind === 'layout' ? await layoutBefore(resolve(ref.dir)) : 'present';
   try {
-    const target = await openTarget(ref, { ...options, create: true });
-    try {
-      const result = await buildImage(source, target, { ...options, tag });
-      return { ...result, reference: formatReference({ ...ref, tag }) };
-    } finally {
-      await target.close?.();
-    }
-  } catch (err) {
-    // Not one another process is using; a failure to remove must not hide the first one.
-    if (ref.kind === 'layout' && before !== 'present') await removeUnusedLayout(resolve(ref.dir), before === 'empty').catch(() => undefined);
-    throw err;
+    return await removeNewLayoutOnFailure(ref, async () => {
+      const target = await openTarget(ref, { ...options, create: true });
+      try {
+        const result = await buildImage(source, target, { ...options, tag });
+        return { ...result, reference: formatReference({ ...ref, tag }) };
+      } finally {
+        await target.close?.();
+      }
+    });
   } finally {
     await source.close?.();
   }

@@ -1,6 +1,7 @@
 import { copyGraph } from '../content/copy.js';
 import { readRoot } from '../content/resolve-image.js';
 import { CkptError } from '../errors.js';
+import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
 import type { Descriptor } from '../oci/schemas.js';
 import { formatReference, parseReference, referenceSelector } from '../reference.js';
 import type { TransferOptions } from '../content/target.js';
@@ -23,7 +24,8 @@ export interface CopyResult {
 /**
  * Copies an image (with every platform of an index) between any two places — registry to
  * registry, layout to registry and back — keeping every digest. Blobs already at the destination
- * are skipped and blobs in another repository of the same registry are mounted.
+ * are skipped and blobs in another repository of the same registry are mounted. On failure a
+ * layout the copy created is removed, as `build` removes one.
  */
 export async function copy(sourceInput: string, destination: string, options: CopyOptions = {}): Promise<CopyResult> {
   const srcRef = parseReference(sourceInput);
@@ -35,18 +37,20 @@ export async function copy(sourceInput: string, destination: string, options: Co
     if (dstRef.digest && dstRef.digest !== root.digest) {
       throw new CkptError('INVALID_REFERENCE', `the source is ${root.digest}, not ${dstRef.digest}`, { subject: destination });
     }
-    const dst = await openTarget(dstRef, { ...options, create: true });
-    try {
-      const tag = dstRef.digest ? undefined : (dstRef.tag ?? srcRef.tag ?? 'latest');
-      await copyGraph(src, dst, root, { ...options, rootBytes: bytes, tag });
-      return {
-        source: formatReference(srcRef),
-        reference: formatReference(tag ? { ...dstRef, tag } : { ...dstRef, digest: root.digest }),
-        descriptor: root,
-      };
-    } finally {
-      await dst.close?.();
-    }
+    return await removeNewLayoutOnFailure(dstRef, async () => {
+      const dst = await openTarget(dstRef, { ...options, create: true });
+      try {
+        const tag = dstRef.digest ? undefined : (dstRef.tag ?? srcRef.tag ?? 'latest');
+        await copyGraph(src, dst, root, { ...options, rootBytes: bytes, tag });
+        return {
+          source: formatReference(srcRef),
+          reference: formatReference(tag ? { ...dstRef, tag } : { ...dstRef, digest: root.digest }),
+          descriptor: root,
+        };
+      } finally {
+        await dst.close?.();
+      }
+    });
   } finally {
     await src.close?.();
   }

@@ -3,6 +3,7 @@ import { ImageSource } from '../checkpoint/sources/image.js';
 import { copyGraph } from '../content/copy.js';
 import { CkptError } from '../errors.js';
 import { type BuildImageOptions, buildImage } from '../image/build.js';
+import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
 import { CHECKPOINT_ARTIFACT_TYPE } from '../oci/mediatypes.js';
 import type { Descriptor } from '../oci/schemas.js';
 import { formatReference, parseReference } from '../reference.js';
@@ -26,7 +27,8 @@ export interface PushResult {
 /**
  * Puts a checkpoint into a registry (or layout) under a tag. An archive or directory is built
  * straight into the destination, layer by layer, with no second copy on disk; a checkpoint image
- * ckpt made is copied as it is, keeping its digests. The tag moves last.
+ * ckpt made is copied as it is, keeping its digests. The tag moves last; on failure a layout the
+ * push created is removed, as `build` removes one.
  */
 export async function push(sourceInput: string, destination: string, options: PushOptions = {}): Promise<PushResult> {
   const ref = parseReference(destination);
@@ -35,18 +37,20 @@ export async function push(sourceInput: string, destination: string, options: Pu
   const reference = formatReference({ ...ref, tag });
   const source = await openCheckpoint(sourceInput, options);
   try {
-    const target = await openTarget(ref, { ...options, create: true });
-    try {
-      if (source instanceof ImageSource && source.image.manifest.artifactType === CHECKPOINT_ARTIFACT_TYPE) {
-        const { root, rootBytes } = source.image;
-        await copyGraph(source.target, target, root, { ...options, rootBytes, tag });
-        return { reference, descriptor: source.image.root, layers: source.image.manifest.layers, built: false };
+    return await removeNewLayoutOnFailure(ref, async () => {
+      const target = await openTarget(ref, { ...options, create: true });
+      try {
+        if (source instanceof ImageSource && source.image.manifest.artifactType === CHECKPOINT_ARTIFACT_TYPE) {
+          const { root, rootBytes } = source.image;
+          await copyGraph(source.target, target, root, { ...options, rootBytes, tag });
+          return { reference, descriptor: source.image.root, layers: source.image.manifest.layers, built: false };
+        }
+        const result = await buildImage(source, target, { ...options, tag });
+        return { reference, descriptor: result.descriptor, layers: result.layers.map((l) => l.desc), built: true };
+      } finally {
+        await target.close?.();
       }
-      const result = await buildImage(source, target, { ...options, tag });
-      return { reference, descriptor: result.descriptor, layers: result.layers.map((l) => l.desc), built: true };
-    } finally {
-      await target.close?.();
-    }
+    });
   } finally {
     await source.close?.();
   }

@@ -4,6 +4,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { build } from '../../src/commands/build.js';
 import { inspect } from '../../src/commands/inspect.js';
+import { push } from '../../src/commands/push.js';
 import { type ErrorCode, isCkptError } from '../../src/errors.js';
 import { writeTar } from '../helpers/archives.js';
 import { CKPT, ckpt, extractFixture, fixture, tempDir } from '../helpers/tree.js';
@@ -17,14 +18,16 @@ async function failure(promise: Promise<unknown>): Promise<Error & { code?: stri
   throw new Error('expected a failure');
 }
 
-/** Builds into a fresh layout path and checks that the failure left no layout behind. */
+/** Builds, then pushes, into a fresh layout path and checks that each failure left no layout behind. */
 async function buildFails(source: string, code: ErrorCode, message: RegExp): Promise<void> {
-  const layout = join(await tempDir(), 'layout');
-  const err = await failure(build(source, `oci:${layout}:t`, { hostInfo: false }));
-  expect(isCkptError(err, code), `${err.message}`).toBe(true);
-  expect(err.message).toMatch(message);
-  expect(err.message.startsWith(source), 'the message names the input first').toBe(true);
-  await expect(stat(layout)).rejects.toThrow(/ENOENT/);
+  for (const command of [build, push]) {
+    const layout = join(await tempDir(), 'layout');
+    const err = await failure(command(source, `oci:${layout}:t`, { hostInfo: false }));
+    expect(isCkptError(err, code), `${command.name}: ${err.message}`).toBe(true);
+    expect(err.message).toMatch(message);
+    expect(err.message.startsWith(source), 'the message names the input first').toBe(true);
+    await expect(stat(layout), `${command.name} left ${layout}`).rejects.toThrow(/ENOENT/);
+  }
 }
 
 describe('bad checkpoint archives', () => {
