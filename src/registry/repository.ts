@@ -1,6 +1,7 @@
 import { pipeline, type Readable } from 'node:stream';
 import { CkptError } from '../errors.js';
 import type { FetchOptions, ReadOnlyTarget, TagOptions, Target, TransferOptions } from '../content/target.js';
+import { assertSmall, MAX_JSON_BYTES } from '../content/fetch-json.js';
 import { checkBytes, VerifyStream } from '../content/verify.js';
 import { hasherFor, isDigest, sha256 } from '../oci/digest.js';
 import { INDEX_MEDIA_TYPES, isIndexType, isManifestType, MANIFEST_MEDIA_TYPES } from '../oci/mediatypes.js';
@@ -10,9 +11,6 @@ import { header, readBytes, RegistryClient, type Response } from './client.js';
 import { downloadBlob } from './download.js';
 import type { RegistryOptions } from './options.js';
 import { blobExists, mountBlob, uploadBlob } from './upload.js';
-
-/** Registries should accept manifests of 4 MiB (distribution spec); we refuse to read larger ones. */
-export const MANIFEST_SIZE_LIMIT = 4 * 1024 * 1024;
 
 const ACCEPT = [...MANIFEST_MEDIA_TYPES, ...INDEX_MEDIA_TYPES].join(', ');
 
@@ -123,7 +121,7 @@ export class RegistryRepository implements Target {
   /** Uploads content of unknown digest (a layer compressed on the fly) in chunks; returns its descriptor. */
   async ingest(mediaType: string, content: Readable, options: TransferOptions = {}): Promise<Descriptor> {
     if (isManifestLike(mediaType)) {
-      const bytes = await readBytes(content, MANIFEST_SIZE_LIMIT, true, this.name);
+      const bytes = await readBytes(content, MAX_JSON_BYTES, true, this.name);
       const desc: Descriptor = { mediaType, digest: sha256(bytes), size: bytes.length };
       await this.pushManifest(desc, bytes, desc.digest, options);
       return desc;
@@ -185,7 +183,7 @@ export class RegistryRepository implements Target {
   async fetchReference(reference: string, options: TransferOptions = {}): Promise<{ desc: Descriptor; bytes: Buffer }> {
     const subject = `${this.name}${isDigest(reference) ? '@' : ':'}${reference}`;
     const res = await this.#getManifest(reference, undefined, options.signal);
-    const bytes = await readBytes(res.body, MANIFEST_SIZE_LIMIT, true, subject);
+    const bytes = await readBytes(res.body, MAX_JSON_BYTES, true, subject);
     const computed = isDigest(reference)
       ? `${reference.split(':')[0]}:${hasherFor(reference).update(bytes).digest('hex')}`
       : sha256(bytes);
@@ -212,6 +210,7 @@ export class RegistryRepository implements Target {
   /** PUTs manifest bytes under `reference` (a tag or its digest): push and tag in one request. */
   async pushManifest(desc: Descriptor, bytes: Buffer, reference: string, options: TransferOptions = {}): Promise<void> {
     const subject = `${this.name}${isDigest(reference) ? '@' : ':'}${reference}`;
+    assertSmall(desc, subject);
     options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: 0, total: desc.size, state: 'start' });
     const res = await this.client.send({
       method: 'PUT',
@@ -274,9 +273,11 @@ function bodyMediaType(bytes: Buffer, subject: string): string {
 
 /** Reads a small stream whole, checked against its descriptor. */
 async function readVerified(content: Readable, desc: Descriptor, subject: string): Promise<Buffer> {
-  if (desc.size > MANIFEST_SIZE_LIMIT) {
+  try {
+    assertSmall(desc, subject);
+  } catch (err) {
     content.destroy();
-    throw new CkptError('UNSUPPORTED', `manifest of ${desc.size} bytes is larger than ${MANIFEST_SIZE_LIMIT}`, { subject });
+    throw err;
   }
   const parts: Buffer[] = [];
   for await (const chunk of pipeline(content, new VerifyStream(desc, subject), () => undefined) as AsyncIterable<Buffer>) parts.push(chunk);

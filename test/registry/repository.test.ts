@@ -144,6 +144,14 @@ describe('RegistryRepository against docker-registry without auth', () => {
     expect(await r.exists(manifest.desc)).toBe(false);
   });
 
+  it('refuses to push a manifest over 4 MiB with INVALID_MANIFEST, sending nothing', async () => {
+    const r = repo('manifests/huge');
+    const manifest = manifestOf(blob(10).desc, [], { pad: 'x'.repeat(4 << 20) });
+    await expect(r.push(manifest.desc, Readable.from([manifest.bytes]))).rejects.toMatchObject({ code: 'INVALID_MANIFEST' });
+    await expect(r.tag(manifest.desc, 'v1', { bytes: manifest.bytes })).rejects.toMatchObject({ code: 'INVALID_MANIFEST' });
+    expect(await r.exists(manifest.desc)).toBe(false);
+  });
+
   it('reports NOT_FOUND for unknown repositories, tags and blobs', async () => {
     const r = repo('nothing/here');
     await expect(r.resolve('latest')).rejects.toMatchObject({ code: 'NOT_FOUND' });
