@@ -137,15 +137,7 @@ async function writeLayers(
     // Multi-threaded zstd writes the same bytes whatever the count, the same as streamed layers'.
     const alone = entries.length === 1 && (entries[0]?.size ?? 0) > maxLayerBytes;
     const job = { entries, compression: threadCompression, level, threads: alone ? defaultThreads() : 1 };
-    const written = new Promise<WrittenLayer>((resolve, reject) => {
-      // A worker holds its slot until it has compressed the layer, not until the upload has taken
-      // the last chunk: the next layer's worker starts while that drains.
-      workers(async () => {
-        const layer = writePageLayer(job, target, layerTransferOptions);
-        layer.written.then(resolve, reject);
-        await layer.compressed;
-      }).catch(reject);
-    });
+    const written = workers(() => writePageLayer(job, target, layerTransferOptions));
     written.catch((err: unknown) => stop.abort(err));
     pages.push(written);
   };

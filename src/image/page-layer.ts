@@ -19,15 +19,11 @@ class WorkerOutput extends HashedReadable {
   readonly #worker: Worker;
   #owed = 0;
   done: Extract<FromPageWorker, { type: 'done' }> | undefined;
-  /** Settles once the worker has handed over the whole layer, or the layer failed. */
-  readonly finished: Promise<void>;
 
   /** `onFree` gets back the blocks a fed worker has read. */
   constructor(worker: Worker, onFree?: (data: ArrayBuffer) => void) {
     super();
     this.#worker = worker;
-    let finish = (): void => undefined;
-    this.finished = new Promise<void>((ok) => (finish = ok));
     worker.on('message', (message: FromPageWorker) => {
       switch (message.type) {
         case 'chunk':
@@ -40,7 +36,6 @@ class WorkerOutput extends HashedReadable {
           break;
         case 'done':
           this.done = message;
-          finish();
           this.push(null);
           break;
         case 'error':
@@ -53,10 +48,7 @@ class WorkerOutput extends HashedReadable {
       if (!this.done) this.destroy(new CkptError('READ_FAILED', `page layer worker stopped (exit code ${code})`));
     });
     // Ends the worker whatever happened: done, failed or aborted.
-    this.once('close', () => {
-      finish();
-      void worker.terminate();
-    });
+    this.once('close', () => void worker.terminate());
   }
 
   /** Sends a block back to the worker to be filled again (it is detached here). */
@@ -121,17 +113,10 @@ function startPageLayer(
 /**
  * Writes a memory-pages layer from files read by offset, on a worker thread of its own: reading
  * the files, the tar framing, both sha256 and zstd happen there, so layers compress side by side
- * on every core and the main thread only moves compressed bytes into the store. `compressed`
- * settles once the worker is done (the store may still be taking the last bytes), `written` once
- * the layer is stored.
+ * on every core and the main thread only moves compressed bytes into the store.
  */
-export function writePageLayer(
-  job: Required<PageLayerJob>,
-  store: Store,
-  transfer: TransferOptions,
-): { compressed: Promise<void>; written: Promise<WrittenLayer> } {
-  const { output, written } = startPageLayer(job, store, transfer);
-  return { compressed: output.finished, written };
+export async function writePageLayer(job: Required<PageLayerJob>, store: Store, transfer: TransferOptions): Promise<WrittenLayer> {
+  return startPageLayer(job, store, transfer).written;
 }
 
 /**
