@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * The CLI's entry (bundled as dist/cli/ckpt.js). Layers are written and decoded on worker threads
- * that each take about 0.1 s of CPU to start; this module is small, so they start here, on the
+ * that each take 40-90 ms of CPU to start; this module is small, so they start here, on the
  * cores left idle while Node loads and compiles the rest of the CLI (main.ts, some 0.25 s), and are
  * ready when the first bytes arrive.
  */

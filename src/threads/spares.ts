@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { workerUrl } from './worker-url.js';
 
 /**
- * Worker threads started ahead of need. A worker takes about 0.1 s of CPU to start, and a pull or
+ * Worker threads started ahead of need. A worker takes 40-90 ms of CPU to start, and a pull or
  * a build knows it will want some before it has read its manifest or its checkpoint (the CLI
  * before it has even loaded its own code), while the machine's other cores are idle: started then,
  * they are ready when the first layer's bytes arrive. A spare waits for its job in its first
