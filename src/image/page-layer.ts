@@ -7,7 +7,7 @@ import { HashedReadable } from '../content/verify.js';
 import { CkptError } from '../errors.js';
 import { BlockSender } from '../threads/block-sender.js';
 import { errorFromThread } from '../threads/errors.js';
-import { takeWorker } from '../threads/spares.js';
+import { returnWorker, takeWorker } from '../threads/spares.js';
 import { LAYER_MEDIA_TYPE, type WrittenLayer } from './layer.js';
 import { BLOCK_SIZE, type FromPageWorker, type PageLayerJob, type ToPageWorker } from './page-protocol.js';
 
@@ -36,6 +36,8 @@ class WorkerOutput extends HashedReadable {
           break;
         case 'done':
           this.done = message;
+          // Nothing more is said to it: it waits for the next layer.
+          returnWorker('image/page-worker', worker);
           this.push(null);
           break;
         case 'error':
@@ -47,14 +49,16 @@ class WorkerOutput extends HashedReadable {
     worker.once('exit', (code) => {
       if (!this.done) this.destroy(new CkptError('READ_FAILED', `page layer worker stopped (exit code ${code})`));
     });
-    // Ends the worker whatever happened: done, failed or aborted.
-    this.once('close', () => void worker.terminate());
+    // Ends a worker that failed or was aborted.
+    this.once('close', () => {
+      if (!this.done) void worker.terminate();
+    });
   }
 
   /** Sends a block back to the worker to be filled again (it is detached here). */
   override recycle(chunk: Buffer): void {
     const block = chunk.buffer;
-    if (!this.done && block instanceof ArrayBuffer && block.byteLength === BLOCK_SIZE) this.post({ type: 'spare', data: block }, [block]);
+    if (block instanceof ArrayBuffer && block.byteLength === BLOCK_SIZE) this.post({ type: 'spare', data: block }, [block]);
   }
 
   override _read(): void {
@@ -62,7 +66,7 @@ class WorkerOutput extends HashedReadable {
   }
 
   post(message: ToPageWorker, transfer: ArrayBuffer[] = []): void {
-    if (!this.destroyed) this.#worker.postMessage(message, transfer);
+    if (!this.destroyed && !this.done) this.#worker.postMessage(message, transfer);
   }
 
   get digest(): string {

@@ -1,6 +1,6 @@
 /**
- * Worker thread of `writePageLayer` and `PageLayerFeed` (page-layer.ts). It writes one memory-pages
- * layer in a plain loop: read into a reused buffer (or take the block the main thread fed), sha256
+ * Worker thread of `writePageLayer` and `PageLayerFeed` (page-layer.ts). It writes memory-pages
+ * layers, one at a time, each in a plain loop: read into a reused buffer (or take the block the main thread fed), sha256
  * of the tar (the diff_id), zstd into the block handed over, sha256 of the blob. Streams would
  * allocate a fresh buffer per read and copy it again; on these sizes that costs more than the
  * hashing.
@@ -56,11 +56,12 @@ function freshBlock(): Uint8Array<ArrayBuffer> {
  * Hands the layer to the main thread in fresh blocks it takes ownership of, a few at a time. zstd
  * and the file reads write straight into the block being filled: no copy on this side.
  */
+/** Blocks the main thread sent back once copied: filled again, by this layer or the next, instead of fresh memory. */
+const spareBlocks: ArrayBuffer[] = [];
+
 class Output {
   readonly #hash = createHash('sha256');
   #size = 0;
-  /** Blocks the main thread sent back once copied: filled again instead of fresh memory. */
-  readonly #spare: ArrayBuffer[] = [];
   #block: Uint8Array<ArrayBuffer> = this.#nextBlock();
   #used = 0;
   #credits = WINDOW;
@@ -68,7 +69,7 @@ class Output {
 
   /** A block's memory, sent back once copied. */
   spare(data: ArrayBuffer): void {
-    this.#spare.push(data);
+    spareBlocks.push(data);
   }
 
   /** The main thread took a block. */
@@ -102,6 +103,8 @@ class Output {
 
   async end(): Promise<{ digest: string; size: number }> {
     if (this.#used > 0) await this.#flush();
+    // The block being filled holds nothing: it goes to the next layer.
+    spareBlocks.push(this.#block.buffer);
     return { digest: `sha256:${this.#hash.digest('hex')}`, size: this.#size };
   }
 
@@ -115,18 +118,25 @@ class Output {
   }
 
   #nextBlock(): Uint8Array<ArrayBuffer> {
-    const spare = this.#spare.pop();
+    const spare = spareBlocks.pop();
     return spare ? new Uint8Array(spare) : freshBlock();
   }
 }
 
+/** Where files read by offset land before zstd takes them, for every layer. */
+const readBuffer = Buffer.allocUnsafeSlow(BLOCK);
+
+/** zstd's context, kept from one layer to the next: its buffers are allocated and touched once. */
+const cctx = new zstd.CCtx();
+
 /** A zstd stream writing into the output's blocks. */
 class Compressor {
-  readonly #cctx = new zstd.CCtx();
+  readonly #cctx = cctx;
   readonly #output: Output;
 
   constructor(job: PageLayerJob, output: Output) {
     this.#output = output;
+    this.#cctx.reset(zstd.ResetDirective.sessionAndParameters);
     this.#cctx.setParameter(zstd.CParameter.compressionLevel, job.level);
     this.#cctx.setParameter(zstd.CParameter.nbWorkers, job.threads);
     // The same parameters as the streaming compressor (compress/codec.ts): the same bytes out.
@@ -188,7 +198,7 @@ async function run(job: PageLayerJob, output: Output, feed: Feed): Promise<void>
     await (zstdOut ? zstdOut.write(bytes, end) : output.write(bytes));
   };
   if (job.entries) {
-    const buffer = Buffer.allocUnsafe(BLOCK);
+    const buffer = readBuffer;
     for (const { header, path, offset, size } of job.entries) {
       await tar(header);
       if (zstdOut) await readRegion(path, offset, size, () => buffer, (n) => tar(buffer.subarray(0, n)));
@@ -216,7 +226,8 @@ async function run(job: PageLayerJob, output: Output, feed: Feed): Promise<void>
   post({ type: 'done', ...blob, diffId: diff ? `sha256:${diff.digest('hex')}` : blob.digest });
 }
 
-// A worker may be started before its layer is known (threads/spares.ts): the first message is its job.
+// A worker may be started before its layer is known, and may write several in turn
+// (threads/spares.ts): each `job` message starts one.
 let job: { output: Output; feed: Feed } | undefined;
 port.on('message', (message: ToPageWorker) => {
   if (message.type === 'job') {

@@ -5,8 +5,8 @@ import { workerUrl } from './worker-url.js';
  * Worker threads started ahead of need. A worker takes 40-90 ms of CPU to start, and a pull or
  * a build knows it will want some before it has read its manifest or its checkpoint (the CLI
  * before it has even loaded its own code), while the machine's other cores are idle: started then,
- * they are ready when the first layer's bytes arrive. A spare waits for its job in its first
- * message. An idle spare does not keep the process alive.
+ * they are ready when the first layer's bytes arrive. A spare waits for its job in a message, and
+ * a worker that finished one may wait for the next. An idle spare does not keep the process alive.
  */
 export type WorkerModule = 'unpack/zstd-worker' | 'image/page-worker';
 
@@ -26,23 +26,34 @@ function spawn(module: WorkerModule): Worker {
   return new Worker(workerUrl(module));
 }
 
-/** Starts workers of `module` until `count` are idle. */
-export function startSpareWorkers(module: WorkerModule, count: number): void {
+/** Keeps `worker` idle in the pool of `module`. */
+function keep(module: WorkerModule, worker: Worker): void {
   const spares = pool(module);
-  while (spares.length < count) {
-    const worker = spawn(module);
-    // One that fails to start is dropped: a job then starts its own, which reports the failure.
-    const drop = (): void => {
-      const at = spares.indexOf(worker);
-      if (at >= 0) spares.splice(at, 1);
-    };
-    worker.on('error', drop).on('exit', drop);
-    worker.unref();
-    spares.push(worker);
-  }
+  // One that fails or stops is dropped: a job then starts its own, which reports any failure.
+  const drop = (): void => {
+    const at = spares.indexOf(worker);
+    if (at >= 0) spares.splice(at, 1);
+  };
+  worker.on('error', drop).on('exit', drop);
+  worker.unref();
+  spares.push(worker);
 }
 
-/** An idle spare, or a new worker; either waits for its job in its first message. */
+/** Starts workers of `module` until `count` are idle. */
+export function startSpareWorkers(module: WorkerModule, count: number): void {
+  while (pool(module).length < count) keep(module, spawn(module));
+}
+
+/**
+ * Takes back a worker whose job ended well, for the next job, rid of the listeners its job added:
+ * a layer after the first few then costs no worker start-up, nor fresh memory for its buffers.
+ */
+export function returnWorker(module: WorkerModule, worker: Worker): void {
+  worker.removeAllListeners('message').removeAllListeners('error').removeAllListeners('exit');
+  keep(module, worker);
+}
+
+/** An idle spare, or a new worker; either waits for its job in a message. */
 export function takeWorker(module: WorkerModule): Worker {
   const spare = pool(module).shift();
   if (!spare) return spawn(module);
