@@ -650,7 +650,8 @@ async function main(): Promise<void> {
     }
     tools.zstd = (await sh('zstd --version')).stdout.trim();
     tools.curl = (await sh('curl --version | head -n1')).stdout.trim();
-    tools.registry = `${(await run(registryCmd[0] ?? 'docker-registry', [...registryCmd.slice(1), '--version'])).stdout.trim()} (${registryCmd.length > 1 ? 'the e2e root\'s' : 'the host\'s'})`;
+    const registryVersion = (await run(registryCmd[0] ?? 'docker-registry', [...registryCmd.slice(1), '--version'])).stdout.trim();
+    tools.registry = `${registryVersion} (${registryCmd.length > 1 ? "the e2e root's" : "the host's"})`;
     tools.node = process.version;
     tools.ckpt = (await sh(`cd ${REPO} && echo "$(git rev-parse --short HEAD)$(git status --porcelain src | grep -q . && echo +dirty-src)"`)).stdout.trim();
     tools.ckptDistBuilt = distBuilt;

@@ -26,7 +26,7 @@ export interface PageLayerJob {
   threads: number;
 }
 
-/** Page layers written at once, each on a worker of its own: one per core, within what a registry takes in parallel. */
+/** Page layers written at once, each on a worker: one per core, within what a registry takes in parallel. */
 const MAX_PAGE_WORKERS = 4;
 
 export function pageWorkerSlots(): number {
