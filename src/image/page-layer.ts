@@ -18,6 +18,8 @@ const FEED_BLOCKS = 3;
 class WorkerOutput extends HashedReadable {
   readonly #worker: Worker;
   #owed = 0;
+  /** The worker went back to the pool for the next layer: it is no longer this stream's to stop. */
+  #returned = false;
   done: Extract<FromPageWorker, { type: 'done' }> | undefined;
 
   /** `onFree` gets back the blocks a fed worker has read. */
@@ -36,8 +38,12 @@ class WorkerOutput extends HashedReadable {
           break;
         case 'done':
           this.done = message;
-          // Nothing more is said to it: it waits for the next layer.
-          returnWorker('image/page-worker', worker);
+          // Nothing more is said to it: it waits for the next layer. Not one this stream already
+          // stopped (its store failed or it was aborted just before): that worker is going away.
+          if (!this.destroyed) {
+            returnWorker('image/page-worker', worker);
+            this.#returned = true;
+          }
           this.push(null);
           break;
         case 'error':
@@ -49,9 +55,9 @@ class WorkerOutput extends HashedReadable {
     worker.once('exit', (code) => {
       if (!this.done) this.destroy(new CkptError('READ_FAILED', `page layer worker stopped (exit code ${code})`));
     });
-    // Ends a worker that failed or was aborted.
+    // Ends the worker unless it went back to the pool: it failed, or the layer was aborted.
     this.once('close', () => {
-      if (!this.done) void worker.terminate();
+      if (!this.#returned) void worker.terminate();
     });
   }
 

@@ -11,6 +11,9 @@ import type { Store, Target } from '../../src/content/target.js';
 import { CkptError } from '../../src/errors.js';
 import { buildImage } from '../../src/image/build.js';
 import type { WrittenLayer } from '../../src/image/layer.js';
+import { writePageLayer } from '../../src/image/page-layer.js';
+import { BLOCK_SIZE, type PageLayerJob } from '../../src/image/page-protocol.js';
+import { ustarFileHeader } from '../../src/tar/ustar.js';
 import { OciLayout } from '../../src/layout/store.js';
 import { startSpareWorkers } from '../../src/threads/spares.js';
 import { rejection } from '../helpers/rejection.js';
@@ -57,6 +60,37 @@ describe('page layers written on worker threads', () => {
     const expected = summary(await pageLayers(fed(await openCheckpoint(input)), 'zstd'));
     startSpareWorkers('image/page-worker', 6);
     expect(summary(await pageLayers(await openCheckpoint(input), 'zstd'))).toEqual(expected);
+  });
+
+  it('leave no worker that a failed layer stopped to the next layer, when the store fails just as the worker ends', async () => {
+    const dir = await tempDir();
+    const path = join(dir, 'pages-1.img');
+    await writeFile(path, randomBytes(3 * BLOCK_SIZE + 12_345));
+    const size = (await stat(path)).size;
+    const entry = { path: 'checkpoint/pages-1.img', type: 'file', mode: 0o600, uid: 0, gid: 0, mtime: new Date(0), size } as const;
+    const job: Required<PageLayerJob> = {
+      entries: [{ header: ustarFileHeader(entry) ?? Buffer.alloc(0), path, offset: 0, size }],
+      compression: 'zstd',
+      level: 1,
+      threads: 1,
+    };
+    /** Fails as the layer's last, short block arrives: the stream stops before the worker's `done` is read. */
+    const failing = {
+      name: 'failing',
+      ingest: (_mediaType: string, content: Readable) =>
+        new Promise((_ok, fail) => {
+          content.on('error', fail).on('data', (chunk: Buffer) => {
+            if (chunk.length < BLOCK_SIZE) content.destroy(new Error('store failed'));
+          });
+        }),
+    } as unknown as Store;
+    const layout = await OciLayout.open(join(dir, 'layout'), { create: true });
+    for (let i = 0; i < 10; i++) {
+      await expect(writePageLayer(job, failing, {})).rejects.toThrow('store failed');
+      // The next layer takes a worker from the pool once the failed one's `done` has been read.
+      await new Promise((ok) => setImmediate(ok));
+      expect((await writePageLayer(job, layout, {})).desc.size).toBeGreaterThan(0);
+    }
   });
 
   it('give the same digests from a .tar as from the same archive compressed with zstd', async () => {
