@@ -41,7 +41,12 @@ export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descript
     let done = started.get(desc.digest);
     if (done) return done;
     done = (async () => {
-      if (!hasSuccessors(desc)) return run(() => copyBlob(desc));
+      if (!hasSuccessors(desc)) {
+        await run(() => copyBlob(desc));
+        // A root of a type ckpt does not read into (an artifact manifest): tagged once it is there.
+        if (desc.digest === root.digest && options.tag !== undefined) await dst.tag(root, options.tag, transfer);
+        return;
+      }
       const bytes = desc.digest === root.digest && options.rootBytes ? options.rootBytes : await fetchSmall(src, desc, transfer);
       await Promise.all(successors(desc, bytes, `${src.name}@${desc.digest}`).map(copyNode));
       if (desc.digest === root.digest && options.tag !== undefined) await dst.tag(root, options.tag, { ...transfer, bytes });

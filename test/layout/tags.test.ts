@@ -5,6 +5,7 @@ import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
+import { copy } from '../../src/commands/copy.js';
 import { HOLDER } from '../../src/layout/lock-file.js';
 import { OciLayout, removeUnusedLayout } from '../../src/layout/store.js';
 import { Annotation, MediaType } from '../../src/oci/mediatypes.js';
@@ -36,6 +37,16 @@ function tagInProcess(dir: string, desc: Descriptor, tags: string[]) {
 }
 
 describe('tags in one layout', () => {
+  it('a copy keeps the tag of an image whose root is not a manifest ckpt reads (an artifact manifest)', async () => {
+    const work = await tempDir('ckpt-tags-');
+    const source = await OciLayout.open(join(work, 'src'), { create: true });
+    const artifact = Buffer.from(JSON.stringify({ mediaType: 'application/vnd.oci.artifact.manifest.v1+json', artifactType: 'x/y' }));
+    const desc = await source.ingest('application/vnd.oci.artifact.manifest.v1+json', Readable.from([artifact]));
+    await source.tag(desc, 'v1');
+    await copy(`oci:${join(work, 'src')}:v1`, `oci:${join(work, 'dst')}:v2`);
+    expect(await (await OciLayout.open(join(work, 'dst'))).resolve('v2')).toMatchObject({ digest: desc.digest });
+  });
+
   it('given the manifest bytes, store the manifest with the tag; wrong bytes store neither', async () => {
     const dir = join(await tempDir('ckpt-tags-'), 'layout');
     const layout = await OciLayout.open(dir, { create: true });
