@@ -121,7 +121,7 @@ export class RegistryRepository implements Target {
   /** Uploads content of unknown digest (a layer compressed on the fly) in chunks; returns its descriptor. */
   async ingest(mediaType: string, content: Readable, options: TransferOptions = {}): Promise<Descriptor> {
     if (isManifestLike(mediaType)) {
-      const bytes = await readBytes(content, MAX_JSON_BYTES, true, this.name);
+      const bytes = await readManifest(content, this.name);
       const desc: Descriptor = { mediaType, digest: sha256(bytes), size: bytes.length };
       await this.pushManifest(desc, bytes, desc.digest, options);
       return desc;
@@ -183,7 +183,7 @@ export class RegistryRepository implements Target {
   async fetchReference(reference: string, options: TransferOptions = {}): Promise<{ desc: Descriptor; bytes: Buffer }> {
     const subject = `${this.name}${isDigest(reference) ? '@' : ':'}${reference}`;
     const res = await this.#getManifest(reference, undefined, options.signal);
-    const bytes = await readBytes(res.body, MAX_JSON_BYTES, true, subject);
+    const bytes = await readManifest(res.body, subject);
     const computed = isDigest(reference)
       ? `${reference.split(':')[0]}:${hasherFor(reference).update(bytes).digest('hex')}`
       : sha256(bytes);
@@ -195,7 +195,7 @@ export class RegistryRepository implements Target {
     return { desc: { mediaType: contentType(res) ?? bodyMediaType(bytes, subject), digest: computed, size: bytes.length }, bytes };
   }
 
-  /** Points `tag` at a manifest already in the repository, by PUTting its bytes under the tag. */
+  /** Points `tag` at a manifest by PUTting its bytes under the tag: those given, or else read from the repository. */
   async tag(desc: Descriptor, tag: string, options: TagOptions = {}): Promise<void> {
     if (!isManifestLike(desc.mediaType)) {
       throw new CkptError('UNSUPPORTED', `cannot tag ${desc.mediaType}: only manifests and indexes`, { subject: this.#subject(desc) });
@@ -269,6 +269,13 @@ function bodyMediaType(bytes: Buffer, subject: string): string {
     // fall through
   }
   throw new CkptError('INVALID_MANIFEST', 'the registry did not say the media type of the manifest', { subject });
+}
+
+/** Reads a manifest of unknown size whole, refusing one larger than any ckpt reads (as `assertSmall` does). */
+async function readManifest(body: Readable, subject: string): Promise<Buffer> {
+  const bytes = await readBytes(body, MAX_JSON_BYTES + 1, false, subject);
+  if (bytes.length > MAX_JSON_BYTES) throw new CkptError('INVALID_MANIFEST', `manifest larger than ${MAX_JSON_BYTES} bytes`, { subject });
+  return bytes;
 }
 
 /** Reads a small stream whole, checked against its descriptor. */

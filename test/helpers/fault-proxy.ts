@@ -10,7 +10,8 @@ import type { AddressInfo, Socket } from 'node:net';
  *   - `drop-request`: read N bytes of the request body, then cut the connection; the registry sees nothing;
  *   - `cut-request`: pass N bytes of the request body on, then cut both connections;
  *   - `cut-response`: pass the answer on, cutting the connection after N bytes of its body;
- *   - `corrupt`: flip one byte of the answer's body.
+ *   - `corrupt`: flip one byte of the answer's body;
+ *   - `answer`: answer with the given headers and body instead of the registry.
  * `skip` lets the first matches through, to hit, say, the third PATCH of an upload.
  */
 
@@ -20,7 +21,8 @@ export type Fault =
   | { kind: 'drop-request'; afterBytes: number }
   | { kind: 'cut-request'; afterBytes: number }
   | { kind: 'cut-response'; afterBytes: number }
-  | { kind: 'corrupt'; at?: number };
+  | { kind: 'corrupt'; at?: number }
+  | { kind: 'answer'; headers: Record<string, string>; body: Buffer };
 
 export interface FaultRule {
   method?: string;
@@ -77,6 +79,11 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (fault.retryAfter !== undefined) headers['retry-after'] = String(fault.retryAfter);
       res.writeHead(fault.status, headers).end(JSON.stringify({ errors: [{ code: 'UNKNOWN', message: 'injected fault' }] }));
+      return;
+    }
+    if (fault?.kind === 'answer') {
+      req.resume();
+      res.writeHead(200, { 'content-length': String(fault.body.length), ...fault.headers }).end(fault.body);
       return;
     }
     if (fault?.kind === 'redirect') {

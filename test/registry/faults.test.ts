@@ -157,6 +157,16 @@ describe('faults between ckpt and the registry', () => {
     expect(await to.check.resolve('v1')).toMatchObject({ digest: manifestDesc.digest });
   });
 
+  it('refuses a manifest over 4 MiB from the registry with INVALID_MANIFEST, as from a layout', async () => {
+    await useProxy();
+    const { viaProxy } = repos();
+    const huge = Buffer.from(JSON.stringify({ schemaVersion: 2, layers: [], annotations: { pad: 'x'.repeat(4 << 20) } }));
+    proxy.add({ method: 'GET', url: /\/manifests\/v1$/, fault: { kind: 'answer', headers: { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }, body: huge } });
+    await expect(viaProxy.fetchReference('v1')).rejects.toMatchObject({ code: 'INVALID_MANIFEST', message: expect.stringContaining('larger than') });
+    await expect(viaProxy.ingest('application/vnd.oci.image.manifest.v1+json', Readable.from([huge]))).rejects.toMatchObject({ code: 'INVALID_MANIFEST' });
+    expect(proxy.requests.filter((r) => r.method === 'PUT')).toEqual([]);
+  });
+
   it('resumes a download cut in the middle with a Range request', async () => {
     await useProxy();
     const { viaProxy, check } = repos();
