@@ -79,9 +79,18 @@ export function isCkptError(err: unknown, code?: ErrorCode): err is CkptError {
   return err instanceof CkptError && (code === undefined || err.code === code);
 }
 
-/** Turns a Node.js system error into a CkptError naming the file at fault; other errors pass through. */
+/**
+ * An abort as Node or the web platform reports it: Node's AbortError (`ABORT_ERR`), or the
+ * DOMException an AbortSignal aborted without a reason throws from `throwIfAborted()`.
+ */
+export function isAbortError(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ABORT_ERR');
+}
+
+/** Turns a Node.js system error or an abort into a CkptError naming the file at fault; other errors pass through. */
 export function fromSystemError(err: unknown, subject: string, writing = false): unknown {
   if (err instanceof CkptError || !(err instanceof Error)) return err;
+  if (isAbortError(err)) return new CkptError('ABORTED', 'operation aborted', { subject, cause: err });
   const sys = err as NodeJS.ErrnoException;
   switch (sys.code) {
     case 'ENOENT':
@@ -95,8 +104,6 @@ export function fromSystemError(err: unknown, subject: string, writing = false):
       return new CkptError('READ_FAILED', 'is a directory', { subject, cause: err });
     case 'ENOTDIR':
       return new CkptError('READ_FAILED', 'not a directory', { subject, cause: err });
-    case 'ABORT_ERR':
-      return new CkptError('ABORTED', 'operation aborted', { subject, cause: err });
     default:
       if (sys.code && /^E[A-Z]+$/.test(sys.code)) {
         return new CkptError(writing ? 'WRITE_FAILED' : 'READ_FAILED', `${sys.code.toLowerCase()}: ${sys.message}`, {

@@ -1,4 +1,4 @@
-import { CkptError, type ErrorCode } from '../errors.js';
+import { CkptError, type ErrorCode, isAbortError } from '../errors.js';
 
 /**
  * Turns distribution-spec failures into CkptErrors. Messages name the request (method and path,
@@ -104,15 +104,14 @@ export function isNetworkError(err: unknown): boolean {
   return errorCode(err) !== undefined;
 }
 
-export function isAbortError(err: unknown, signal?: AbortSignal): boolean {
-  if (signal?.aborted) return true;
-  return err instanceof Error && (err.name === 'AbortError' || (err as NodeJS.ErrnoException).code === 'ABORT_ERR');
+export function isAbortedRequest(err: unknown, signal?: AbortSignal): boolean {
+  return signal?.aborted === true || isAbortError(err);
 }
 
 /** Wraps a thrown transport error as NETWORK (or ABORTED); CkptErrors pass through. */
 export function transportError(err: unknown, request: string, subject: string, signal?: AbortSignal): CkptError {
   if (err instanceof CkptError) return err;
-  if (isAbortError(err, signal)) return new CkptError('ABORTED', `${request}: aborted`, { subject, cause: err });
+  if (isAbortedRequest(err, signal)) return new CkptError('ABORTED', `${request}: aborted`, { subject, cause: err });
   const code = errorCode(err) ?? ((err as NodeJS.ErrnoException | undefined)?.code ?? 'error');
   const message = err instanceof Error ? err.message : String(err);
   return new CkptError('NETWORK', redact(`${request}: ${code}: ${message}`), { subject, cause: err });

@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events';
-import { CkptError, isCkptError } from '../errors.js';
+import { CkptError, isAbortError, isCkptError } from '../errors.js';
 
 /**
  * Runs `work` over `items`, at most `limit` at a time, results in the order of `items`. The first
@@ -42,5 +42,5 @@ export async function mapLimited<T, R>(
 }
 
 function isAbort(err: unknown): boolean {
-  return isCkptError(err, 'ABORTED') || (err instanceof Error && err.name === 'AbortError');
+  return isCkptError(err, 'ABORTED') || isAbortError(err);
 }

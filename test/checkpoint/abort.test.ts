@@ -23,6 +23,35 @@ it('a build aborted while it reads fails with ABORTED and leaves no layout behin
   await expect(stat(layout)).rejects.toThrow(/ENOENT/);
 });
 
+it('a build of a directory aborted at any moment fails with ABORTED, and no file it opened throws at the process', async () => {
+  const dir = await extractFixture('podman-counter.tar');
+  const thrown: unknown[] = [];
+  const onUncaught = (err: unknown): void => void thrown.push(err);
+  process.on('uncaughtException', onUncaught);
+  try {
+    let aborted = 0;
+    for (let i = 0; i < 40; i++) {
+      const controller = new AbortController();
+      // Several layers, so that files wait for a layer while the abort comes.
+      const running = build(dir, `oci:${join(await tempDir(), 'layout')}:t`, { signal: controller.signal, hostInfo: false, maxLayerBytes: 100_000 });
+      setTimeout(() => controller.abort(), i % 10);
+      const err = await running.then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      if (err !== undefined) {
+        expect(isCkptError(err, 'ABORTED'), String(err)).toBe(true);
+        aborted++;
+      }
+    }
+    await sleep(200);
+    expect(aborted).toBeGreaterThan(0);
+    expect(thrown).toEqual([]);
+  } finally {
+    process.off('uncaughtException', onUncaught);
+  }
+});
+
 it('a build that fails in a new layout leaves what another build tagged there meanwhile', async () => {
   const layout = join(await tempDir(), 'layout');
   // Memory that takes far longer to read than the other build takes: 64 GiB of zeros, sparse.
