@@ -80,6 +80,16 @@ export function isCkptError(err: unknown, code?: ErrorCode): err is CkptError {
 }
 
 /**
+ * Gives `stream` an error listener, so that an error it emits before its reader listens (the
+ * reader awaits something else first, or never starts because the operation failed or was
+ * aborted) does not end the process. The reader still gets the error through its own listeners.
+ */
+export function guardErrors<T extends { on(event: 'error', listener: () => void): unknown }>(stream: T): T {
+  stream.on('error', () => undefined);
+  return stream;
+}
+
+/**
  * An abort as Node or the web platform reports it: Node's AbortError (`ABORT_ERR`), or the
  * DOMException an AbortSignal aborted without a reason throws from `throwIfAborted()`.
  */

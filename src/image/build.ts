@@ -9,7 +9,7 @@ import { type Compression, compressionLevel, defaultThreads } from '../compress/
 import { limiter } from '../content/limit.js';
 import { jsonBlob, pushJson } from '../content/push-json.js';
 import type { Target, TransferOptions } from '../content/target.js';
-import { fromSystemError, isAbortError } from '../errors.js';
+import { fromSystemError, guardErrors, isAbortError } from '../errors.js';
 import { ustarFileHeader } from '../tar/ustar.js';
 import { startSpareWorkers, stopSpareWorkers } from '../threads/spares.js';
 import { Annotation, CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../oci/mediatypes.js';
@@ -56,16 +56,6 @@ const HISTORY: Record<LayerRole, string> = {
   pages: 'ckpt build: memory pages',
   'rootfs-diff': 'ckpt build: container file-system changes',
 };
-
-/**
- * An entry's content, opened. Its errors reach whoever reads it; one the build stopped before
- * reading it (it failed or was aborted while waiting for a layer) must not end the process.
- */
-function opened(open: (() => Readable) | undefined): Readable | undefined {
-  const content = open?.();
-  content?.on('error', () => undefined);
-  return content;
-}
 
 /** Groups page files into layers of at most `max` bytes of content (a larger file gets a layer alone). */
 class PageGroups<T> {
@@ -194,7 +184,7 @@ async function writeLayers(
         continue;
       }
       if (role === 'pages') {
-        await addPages(entry, header, opened(open), tap);
+        await addPages(entry, header, open && guardErrors(open()), tap);
         continue;
       }
       let layer = metadata;
@@ -202,7 +192,7 @@ async function writeLayers(
         rootfs ??= newLayer('rootfs-diff');
         layer = rootfs;
       }
-      await layer.add(entry, opened(open), tap);
+      await layer.add(entry, open && guardErrors(open()), tap);
     }
     startPages(groups.rest());
     return await Promise.all(all().map(close));

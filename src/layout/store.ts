@@ -6,7 +6,7 @@ import { PassThrough, Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FetchOptions, TagOptions, Target, TransferOptions } from '../content/target.js';
 import { checkBytes, DigestStream, HashedReadable, VerifyStream } from '../content/verify.js';
-import { CkptError, fromSystemError } from '../errors.js';
+import { CkptError, fromSystemError, guardErrors } from '../errors.js';
 import { digestParts, isDigest } from '../oci/digest.js';
 import { Annotation, MediaType } from '../oci/mediatypes.js';
 import { type Descriptor, IndexSchema, type Index, LayoutMarkerSchema, parseJson } from '../oci/schemas.js';
@@ -129,6 +129,8 @@ export class OciLayout implements Target {
   }
 
   async push(desc: Descriptor, content: Readable, options: TransferOptions = {}): Promise<void> {
+    // Read only after the look for the blob and the temporary file: an abort may come first.
+    guardErrors(content);
     if (await this.exists(desc)) {
       content.resume();
       options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'skipped' });
@@ -138,6 +140,7 @@ export class OciLayout implements Target {
   }
 
   async ingest(mediaType: string, content: Readable, options: TransferOptions = {}): Promise<Descriptor> {
+    guardErrors(content);
     if (content instanceof HashedReadable) {
       // Hashed by its producer: counted on the way, not hashed again.
       await this.#write(content, new PassThrough(), () => content.digest, options, { mediaType });

@@ -1,5 +1,5 @@
 import { pipeline, type Readable } from 'node:stream';
-import { CkptError } from '../errors.js';
+import { CkptError, guardErrors } from '../errors.js';
 import type { FetchOptions, ReadOnlyTarget, TagOptions, Target, TransferOptions } from '../content/target.js';
 import { assertSmall, MAX_JSON_BYTES } from '../content/fetch-json.js';
 import { checkBytes, VerifyStream } from '../content/verify.js';
@@ -110,6 +110,8 @@ export class RegistryRepository implements Target {
       return;
     }
     const target = { client: this.client, repository: this.repository, subject: this.#subject(desc) };
+    // Read only after the HEAD: an abort may come first.
+    guardErrors(content);
     if (await blobExists(target, desc.digest, options.signal)) {
       content.destroy();
       options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'skipped' });

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { expect, it } from 'vitest';
 import { build } from '../../src/commands/build.js';
+import { copy } from '../../src/commands/copy.js';
 import { isCkptError } from '../../src/errors.js';
 import { OciLayout } from '../../src/layout/store.js';
 import { extractFixture, fixture, tempDir } from '../helpers/tree.js';
@@ -23,17 +24,19 @@ it('a build aborted while it reads fails with ABORTED and leaves no layout behin
   await expect(stat(layout)).rejects.toThrow(/ENOENT/);
 });
 
-it('a build of a directory aborted at any moment fails with ABORTED, and no file it opened throws at the process', async () => {
-  const dir = await extractFixture('podman-counter.tar');
+/**
+ * Runs `operation` `times` times, aborting each after 0-9 ms: each must fail with ABORTED (or
+ * finish first), and nothing may be thrown at the process meanwhile.
+ */
+async function abortedAtAnyMoment(times: number, operation: (signal: AbortSignal, i: number) => Promise<unknown>): Promise<void> {
   const thrown: unknown[] = [];
   const onUncaught = (err: unknown): void => void thrown.push(err);
   process.on('uncaughtException', onUncaught);
   try {
     let aborted = 0;
-    for (let i = 0; i < 40; i++) {
+    for (let i = 0; i < times; i++) {
       const controller = new AbortController();
-      // Several layers, so that files wait for a layer while the abort comes.
-      const running = build(dir, `oci:${join(await tempDir(), 'layout')}:t`, { signal: controller.signal, hostInfo: false, maxLayerBytes: 100_000 });
+      const running = operation(controller.signal, i);
       setTimeout(() => controller.abort(), i % 10);
       const err = await running.then(
         () => undefined,
@@ -50,6 +53,20 @@ it('a build of a directory aborted at any moment fails with ABORTED, and no file
   } finally {
     process.off('uncaughtException', onUncaught);
   }
+}
+
+it('a build of a directory aborted at any moment fails with ABORTED, and no file it opened throws at the process', async () => {
+  const dir = await extractFixture('podman-counter.tar');
+  // Several layers, so that files wait for a layer while the abort comes.
+  await abortedAtAnyMoment(40, async (signal) =>
+    build(dir, `oci:${join(await tempDir(), 'layout')}:t`, { signal, hostInfo: false, maxLayerBytes: 100_000 }),
+  );
+});
+
+it('a copy between layouts aborted at any moment fails with ABORTED, and no blob it opened throws at the process', async () => {
+  const work = await tempDir();
+  await build(fixture('podman-counter.tar'), `oci:${join(work, 'src')}:t`, { hostInfo: false, maxLayerBytes: 100_000 });
+  await abortedAtAnyMoment(30, (signal, i) => copy(`oci:${join(work, 'src')}:t`, `oci:${join(work, `copy-${i}`)}:t`, { signal }));
 });
 
 it('a build that fails in a new layout leaves what another build tagged there meanwhile', async () => {
