@@ -40,16 +40,18 @@ export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descript
   const copyNode = (desc: Descriptor): Promise<void> => {
     let done = started.get(desc.digest);
     if (done) return done;
+    const isRoot = desc.digest === root.digest;
+    const tag = isRoot ? options.tag : undefined;
     done = (async () => {
       if (!hasSuccessors(desc)) {
         await run(() => copyBlob(desc));
         // A root of a type ckpt does not read into (an artifact manifest): tagged once it is there.
-        if (desc.digest === root.digest && options.tag !== undefined) await dst.tag(root, options.tag, transfer);
+        if (tag !== undefined) await dst.tag(root, tag, transfer);
         return;
       }
-      const bytes = desc.digest === root.digest && options.rootBytes ? options.rootBytes : await fetchSmall(src, desc, transfer);
+      const bytes = isRoot && options.rootBytes ? options.rootBytes : await fetchSmall(src, desc, transfer);
       await Promise.all(successors(desc, bytes, `${src.name}@${desc.digest}`).map(copyNode));
-      if (desc.digest === root.digest && options.tag !== undefined) await dst.tag(root, options.tag, { ...transfer, bytes });
+      if (tag !== undefined) await dst.tag(root, tag, { ...transfer, bytes });
       else if (!(await dst.exists(desc, transfer))) await dst.push(desc, Readable.from([bytes]), transfer);
     })();
     started.set(desc.digest, done);

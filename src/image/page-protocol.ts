@@ -12,7 +12,7 @@ export interface PageEntry {
   size: number;
 }
 
-/** What a page worker is asked to do (its first message). */
+/** What a page worker is asked to do, in a `job` message (one per layer it writes). */
 export interface PageLayerJob {
   /**
    * The files to read by offset; without them the layer is fed: the main thread sends each file

@@ -131,23 +131,22 @@ const cctx = new zstd.CCtx();
 
 /** A zstd stream writing into the output's blocks. */
 class Compressor {
-  readonly #cctx = cctx;
   readonly #output: Output;
 
   constructor(job: PageLayerJob, output: Output) {
     this.#output = output;
-    this.#cctx.reset(zstd.ResetDirective.sessionAndParameters);
-    this.#cctx.setParameter(zstd.CParameter.compressionLevel, job.level);
-    this.#cctx.setParameter(zstd.CParameter.nbWorkers, job.threads);
+    cctx.reset(zstd.ResetDirective.sessionAndParameters);
+    cctx.setParameter(zstd.CParameter.compressionLevel, job.level);
+    cctx.setParameter(zstd.CParameter.nbWorkers, job.threads);
     // The same parameters as the streaming compressor (compress/codec.ts): the same bytes out.
-    if (job.threads > 0) this.#cctx.setParameter(zstd.CParameter.jobSize, 2 << 20);
+    if (job.threads > 0) cctx.setParameter(zstd.CParameter.jobSize, 2 << 20);
   }
 
   async write(input: Uint8Array, end = false): Promise<void> {
     const directive = end ? zstd.EndDirective.end : zstd.EndDirective.continue;
     for (let src = input; ; ) {
       const space = this.#output.space();
-      const [remaining, produced, consumed] = this.#cctx.compressStream2(space, src, directive);
+      const [remaining, produced, consumed] = cctx.compressStream2(space, src, directive);
       src = src.subarray(consumed);
       await this.#output.commit(produced);
       // Done when the input is taken and zstd had room to give all it had (at the end: all is out).
@@ -198,10 +197,9 @@ async function run(job: PageLayerJob, output: Output, feed: Feed): Promise<void>
     await (zstdOut ? zstdOut.write(bytes, end) : output.write(bytes));
   };
   if (job.entries) {
-    const buffer = readBuffer;
     for (const { header, path, offset, size } of job.entries) {
       await tar(header);
-      if (zstdOut) await readRegion(path, offset, size, () => buffer, (n) => tar(buffer.subarray(0, n)));
+      if (zstdOut) await readRegion(path, offset, size, () => readBuffer, (n) => tar(readBuffer.subarray(0, n)));
       else await readRegion(path, offset, size, () => output.space(), (n) => output.commit(n));
       await tar(TAR_END.subarray(0, tarPadding(size)));
     }

@@ -104,14 +104,10 @@ export function isNetworkError(err: unknown): boolean {
   return errorCode(err) !== undefined;
 }
 
-export function isAbortedRequest(err: unknown, signal?: AbortSignal): boolean {
-  return signal?.aborted === true || isAbortError(err);
-}
-
 /** Wraps a thrown transport error as NETWORK (or ABORTED); CkptErrors pass through. */
 export function transportError(err: unknown, request: string, subject: string, signal?: AbortSignal): CkptError {
   if (err instanceof CkptError) return err;
-  if (isAbortedRequest(err, signal)) return new CkptError('ABORTED', `${request}: aborted`, { subject, cause: err });
+  if (signal?.aborted || isAbortError(err)) return new CkptError('ABORTED', `${request}: aborted`, { subject, cause: err });
   const code = errorCode(err) ?? ((err as NodeJS.ErrnoException | undefined)?.code ?? 'error');
   const message = err instanceof Error ? err.message : String(err);
   return new CkptError('NETWORK', redact(`${request}: ${code}: ${message}`), { subject, cause: err });

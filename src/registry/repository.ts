@@ -282,12 +282,9 @@ async function readManifest(body: Readable, subject: string): Promise<Buffer> {
 
 /** Reads a small stream whole, checked against its descriptor. */
 async function readVerified(content: Readable, desc: Descriptor, subject: string): Promise<Buffer> {
-  try {
-    assertSmall(desc, subject);
-  } catch (err) {
-    content.destroy();
-    throw err;
-  }
+  // Too large to read: not read at all.
+  if (desc.size > MAX_JSON_BYTES) content.destroy();
+  assertSmall(desc, subject);
   const parts: Buffer[] = [];
   for await (const chunk of pipeline(content, new VerifyStream(desc, subject), () => undefined) as AsyncIterable<Buffer>) parts.push(chunk);
   return Buffer.concat(parts);
