@@ -48,6 +48,17 @@ export function program(signal: AbortSignal): Command {
   return cli;
 }
 
+/**
+ * A reader that goes away (`ckpt inspect ... | head`) is not a failure of the command: what it
+ * would have printed is dropped and the command ends with its own exit code. Without a listener,
+ * Node ends the process on the pipe's EPIPE with a stack trace, mid-push if it comes then.
+ */
+function dropOutputToClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
+}
+
 /** Runs the CLI and resolves to the exit code; the binary exits with it. */
 export async function run(argv: string[]): Promise<number> {
   const controller = new AbortController();
@@ -55,6 +66,8 @@ export async function run(argv: string[]): Promise<number> {
   setMaxListeners(256, controller.signal);
   const onSignal = () => controller.abort();
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  dropOutputToClosedPipe(process.stdout);
+  dropOutputToClosedPipe(process.stderr);
   try {
     await program(controller.signal).parseAsync(argv, { from: 'user' });
     return ExitCode.ok;

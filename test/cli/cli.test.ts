@@ -1,8 +1,10 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { InspectResultSchema } from '../../src/commands/inspect.js';
-import { ckpt, fixture, tempDir } from '../helpers/tree.js';
+import { CKPT, ckpt, fixture, tempDir } from '../helpers/tree.js';
 
 describe('ckpt inspect', () => {
   for (const name of ['podman-counter.tar', 'podman-counter.tar.gz', 'podman-counter.tar.zst']) {
@@ -95,6 +97,24 @@ describe('command line', () => {
     const { stdout, exitCode } = await ckpt(args);
     expect(exitCode).toBe(0);
     expect(stdout).toContain('Exit codes:');
+  });
+
+  it.each([
+    ['--help'],
+    ['inspect', fixture('podman-counter.tar'), '--json'],
+    ['build', fixture('podman-counter.tar'), 'oci:LAYOUT:t', '--json'],
+  ])('a reader that leaves before the output (%s ...) ends nothing early and prints no trace', async (...args) => {
+    const dir = await tempDir();
+    const layout = join(dir, 'layout');
+    const child = spawn('node', [CKPT, ...args.map((a) => a.replace('LAYOUT', layout))], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // Closed before the CLI has started: its first write meets a broken pipe.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    const [code] = (await once(child, 'close')) as [number | null];
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    if (args[0] === 'build') expect((await ckpt(['inspect', `oci:${layout}:t`])).exitCode).toBe(0);
   });
 
   it('an unknown option is a usage error', async () => {
