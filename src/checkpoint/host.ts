@@ -112,7 +112,7 @@ export async function hostFingerprint(engine: Engine, runtime: string | undefine
     (info) => `${info.ino} ${info.mtimeNs}`,
     () => 'none',
   );
-  return JSON.stringify([release(), arch(), osRelease, await cgroupVersion(), ...(await Promise.all(programs.map(programIdentity)))]);
+  return JSON.stringify([hostname(), release(), arch(), osRelease, await cgroupVersion(), ...(await Promise.all(programs.map(programIdentity)))]);
 }
 
 /** This node's facts, and whether every installed program answered: only then may they be reused. */

@@ -260,15 +260,25 @@ async function publish(
 }
 
 /**
- * Asks this node's programs. The fingerprint (`taken`, where the caller has it) is taken first: a
- * program upgraded while they are asked (during a long build) then changes the key, and the next
- * build asks again instead of reusing older answers under the newer key.
+ * Asks this node's programs, unless the cache holds what they answered under the same
+ * fingerprint. The fingerprint (`taken`, where the caller has it) is taken first: a program
+ * upgraded while they are asked (during a long build) then changes the key, and the next build
+ * asks again instead of reusing older answers under the newer key.
  */
-async function askHost(engine: Engine, runtime: string | undefined, signal: AbortSignal | undefined, taken?: string): Promise<CacheableFacts> {
+async function askHost(
+  engine: Engine,
+  runtime: string | undefined,
+  options: Pick<BuildImageOptions, 'signal' | 'cache'>,
+  taken?: string,
+): Promise<CacheableFacts> {
   const hostKey = taken ?? (await hostFingerprint(engine, runtime));
-  const { host, complete } = await collectHostInfo(engine, runtime, signal);
+  const known = await options.cache?.host(hostKey);
+  if (known) return { host: known, hostKey };
+  const { host, complete } = await collectHostInfo(engine, runtime, options.signal);
   // Facts missing an answer are asked again next time, not reused while the programs stay the same.
-  return { host, hostKey: complete ? hostKey : undefined };
+  if (!complete) return { host, hostKey: undefined };
+  await options.cache?.putHost(hostKey, host);
+  return { host, hostKey };
 }
 
 /**
@@ -278,11 +288,15 @@ async function askHost(engine: Engine, runtime: string | undefined, signal: Abor
  * scan's interpretation reports them. The engine and runtime are those interpretScan finds, from
  * the same two files.
  */
-async function earlyHostInfo(scanner: CheckpointScanner, subject: string, signal: AbortSignal): Promise<CacheableFacts | undefined> {
+async function earlyHostInfo(
+  scanner: CheckpointScanner,
+  subject: string,
+  options: Pick<BuildImageOptions, 'signal' | 'cache'>,
+): Promise<CacheableFacts | undefined> {
   const [config, spec] = await Promise.all([scanner.captured('config.dump'), scanner.captured('spec.dump')]);
   if (!config || !spec) return undefined;
   const { engine, runtime } = containerDumps(config, spec, subject);
-  return askHost(engine, runtime, signal);
+  return askHost(engine, runtime, options);
 }
 
 /** Facts for the cache: `hostKey` is set only for complete facts, which are reused while it holds. */
@@ -298,7 +312,7 @@ async function cachedHostInfo(cached: CachedBuild, options: BuildImageOptions): 
   if (options.hostInfo === false) return NO_FACTS;
   const { engine, runtime } = cached.metadata;
   const hostKey = await hostFingerprint(engine, runtime);
-  return hostKey === cached.hostKey ? { host: cached.host, hostKey } : askHost(engine, runtime, options.signal, hostKey);
+  return hostKey === cached.hostKey ? { host: cached.host, hostKey } : askHost(engine, runtime, options, hostKey);
 }
 
 /**
@@ -350,9 +364,10 @@ export async function buildImage(source: CheckpointSource, target: Target, optio
   const early =
     options.hostInfo === false
       ? undefined
-      : earlyHostInfo(scanner, source.name, options.signal ? AbortSignal.any([options.signal, stopAsking.signal]) : stopAsking.signal).catch(
-          () => undefined,
-        );
+      : earlyHostInfo(scanner, source.name, {
+          cache,
+          signal: options.signal ? AbortSignal.any([options.signal, stopAsking.signal]) : stopAsking.signal,
+        }).catch(() => undefined);
   let layers: WrittenLayer[];
   let metadata: CheckpointMetadata;
   try {
@@ -362,7 +377,7 @@ export async function buildImage(source: CheckpointSource, target: Target, optio
     stopAsking.abort();
     throw err;
   }
-  const facts = early ? ((await early) ?? (await askHost(metadata.engine, metadata.runtime, options.signal))) : NO_FACTS;
+  const facts = early ? ((await early) ?? (await askHost(metadata.engine, metadata.runtime, options))) : NO_FACTS;
   const result = await publish(target, layers, metadata, facts.host, options);
   if (cache && key) await cache.put(key, { layers, metadata, ...facts });
   return result;

@@ -3,7 +3,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { CheckpointMetadataSchema, HostInfoSchema } from '../checkpoint/schemas.js';
+import { CheckpointMetadataSchema, type HostInfo, HostInfoSchema } from '../checkpoint/schemas.js';
 import { DescriptorSchema } from '../oci/schemas.js';
 import type { WrittenLayer } from './layer.js';
 
@@ -22,6 +22,9 @@ const EntrySchema = z.object({
 });
 export type CachedBuild = z.infer<typeof EntrySchema>;
 
+/** A node's facts, under the hostFingerprint() taken before they were asked. */
+const HostEntrySchema = z.object({ hostKey: z.string(), host: HostInfoSchema });
+
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   if (env.CKPT_CACHE_DIR) return env.CKPT_CACHE_DIR;
   return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'ckpt', 'builds');
@@ -35,23 +38,48 @@ export class BuildCache {
   }
 
   async get(key: string): Promise<CachedBuild | undefined> {
+    return this.#read(`${key}.json`, EntrySchema);
+  }
+
+  /**
+   * This node's facts while `hostKey` (hostFingerprint()) holds: a build of another checkpoint
+   * on the same node need not run every program's `--version` again.
+   */
+  async host(hostKey: string): Promise<HostInfo | undefined> {
+    const entry = await this.#read(hostFile(hostKey), HostEntrySchema);
+    return entry?.hostKey === hostKey ? entry.host : undefined;
+  }
+
+  async putHost(hostKey: string, host: HostInfo): Promise<void> {
+    await this.#write(hostFile(hostKey), { hostKey, host });
+  }
+
+  async #read<T>(file: string, schema: z.ZodType<T>): Promise<T | undefined> {
     try {
-      const parsed = EntrySchema.safeParse(JSON.parse(await readFile(join(this.dir, `${key}.json`), 'utf8')));
+      const parsed = schema.safeParse(JSON.parse(await readFile(join(this.dir, file), 'utf8')));
       return parsed.success ? parsed.data : undefined;
     } catch {
       return undefined;
     }
   }
 
-  /** Best effort: a cache that cannot be written only costs speed next time. */
   async put(key: string, entry: Omit<CachedBuild, 'layers'> & { layers: WrittenLayer[] }): Promise<void> {
-    const temp = join(this.dir, `.${key}.${randomUUID()}`);
+    await this.#write(`${key}.json`, entry);
+  }
+
+  /** Best effort: a cache that cannot be written only costs speed next time. */
+  async #write(file: string, entry: unknown): Promise<void> {
+    const temp = join(this.dir, `.${file}.${randomUUID()}`);
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       await writeFile(temp, JSON.stringify(entry), { mode: 0o600 });
-      await rename(temp, join(this.dir, `${key}.json`));
+      await rename(temp, join(this.dir, file));
     } catch {
       await rm(temp, { force: true });
     }
   }
+}
+
+function hostFile(hostKey: string): string {
+  return `host-${BuildCache.key(hostKey)}.json`;
 }

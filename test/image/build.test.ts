@@ -309,6 +309,37 @@ describe("this node's facts", () => {
     }
   });
 
+  it('are asked once per node: the build of another checkpoint takes them from the cache', async () => {
+    const bin = await tempDir('ckpt-bin-');
+    const asked = join(bin, 'asked');
+    const program = (name: string, version: string) =>
+      writeFile(join(bin, name), `#!/bin/sh\necho ${name} >> '${asked}'\necho '${name} version ${version}'\n`, { mode: 0o755 });
+    for (const name of ['criu', 'crun', 'runc', 'conmon']) await program(name, '1.0.0');
+    await program('podman', '9.8.7');
+    const cache = new BuildCache(await tempDir('ckpt-cache-'));
+    const build = async (name: string) =>
+      buildImage(await openCheckpoint(fixture(name)), await OciLayout.open(join(await tempDir(), 'layout'), { create: true }), { cache, tag: 't' });
+    const path = process.env.PATH;
+    process.env.PATH = `${bin}:${path ?? ''}`;
+    try {
+      expect((await build('podman-counter.tar')).host?.engineVersion).toBe('9.8.7');
+      expect(existsSync(asked)).toBe(true);
+      await rm(asked);
+      // Another checkpoint (another build key), same node: nothing is run.
+      const second = await build('podman-counter.tar.gz');
+      expect(second.host?.engineVersion).toBe('9.8.7');
+      expect(second.host?.conmonVersion).toBe('conmon version 1.0.0');
+      expect(existsSync(asked)).toBe(false);
+      // Podman upgraded: the next build asks again.
+      await program('podman', '10.0.1');
+      await utimes(join(bin, 'podman'), new Date(), new Date(Date.now() + 5000));
+      expect((await build('podman-counter.tar.zst')).host?.engineVersion).toBe('10.0.1');
+      expect(await readFile(asked, 'utf8')).toContain('podman');
+    } finally {
+      process.env.PATH = path;
+    }
+  });
+
   it('that changed are published with the cached layers, without reading the checkpoint again', async () => {
     const bin = await tempDir('ckpt-bin-');
     const podman = join(bin, 'podman');
