@@ -3,7 +3,7 @@ import { CkptError } from '../errors.js';
 import { type BuildImageOptions, type BuildImageResult, buildImage } from '../image/build.js';
 import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
 import { type ImageReference, formatReference, parseReference } from '../reference.js';
-import { type OpenTargetOptions, openTarget } from '../target/open.js';
+import { type OpenTargetOptions, openTarget, writingTo } from '../target/open.js';
 
 export type BuildOptions = Omit<BuildImageOptions, 'tag'> & Omit<OpenTargetOptions, 'create'>;
 
@@ -26,7 +26,7 @@ function destinationTag(ref: ImageReference, input: string): string {
 export async function build(sourceInput: string, destination: string, options: BuildOptions = {}): Promise<BuildResult> {
   const ref = parseReference(destination);
   const tag = destinationTag(ref, destination);
-  const source = await openCheckpoint(sourceInput, options);
+  const source = await openCheckpoint(sourceInput, writingTo(ref, options));
   try {
     return await removeNewLayoutOnFailure(ref, async () => {
       const target = await openTarget(ref, { ...options, create: true });

@@ -5,10 +5,14 @@ import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
 import type { Descriptor } from '../oci/schemas.js';
 import { formatReference, parseReference, referenceSelector } from '../reference.js';
 import type { TransferOptions } from '../content/target.js';
-import { type RegistryAccess, openTarget } from '../target/open.js';
+import { type RegistryAccess, openTarget, writingTo } from '../target/open.js';
 
 export interface CopyOptions extends RegistryAccess {
-  /** Access for the source where it differs (its credentials, CAs). */
+  /**
+   * Access for the source where it differs (its credentials, CAs). Without credentials here, the
+   * source gets `credentials` only when it is on the destination's registry or the destination is
+   * a layout.
+   */
   source?: RegistryAccess;
   concurrency?: number;
   signal?: AbortSignal;
@@ -30,7 +34,11 @@ export interface CopyResult {
 export async function copy(sourceInput: string, destination: string, options: CopyOptions = {}): Promise<CopyResult> {
   const srcRef = parseReference(sourceInput);
   const dstRef = parseReference(destination);
-  const src = await openTarget(srcRef, { ...options, ...options.source });
+  // The source's own credentials where given, else the command's where writingTo lets them go.
+  const src = await openTarget(
+    srcRef,
+    options.source?.credentials ? { ...options, ...options.source, credentialsFor: undefined } : { ...writingTo(dstRef, options), ...options.source },
+  );
   try {
     // One GET of a registry's manifest, whose bytes the copy and the tag then use.
     const { root, bytes } = await readRoot(src, referenceSelector(srcRef), options);

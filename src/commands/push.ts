@@ -7,7 +7,7 @@ import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
 import { CHECKPOINT_ARTIFACT_TYPE } from '../oci/mediatypes.js';
 import type { Descriptor } from '../oci/schemas.js';
 import { formatReference, parseReference } from '../reference.js';
-import { type OpenTargetOptions, openTarget } from '../target/open.js';
+import { type OpenTargetOptions, openTarget, writingTo } from '../target/open.js';
 
 export interface PushOptions extends Omit<BuildImageOptions, 'tag'>, Omit<OpenTargetOptions, 'create'> {
   /** Blobs moved at once when the source is already a checkpoint image (default 4). */
@@ -35,7 +35,7 @@ export async function push(sourceInput: string, destination: string, options: Pu
   if (ref.digest) throw new CkptError('INVALID_REFERENCE', 'a push destination takes a tag, not a digest', { subject: destination });
   const tag = ref.tag ?? 'latest';
   const reference = formatReference({ ...ref, tag });
-  const source = await openCheckpoint(sourceInput, options);
+  const source = await openCheckpoint(sourceInput, writingTo(ref, options));
   try {
     return await removeNewLayoutOnFailure(ref, async () => {
       const target = await openTarget(ref, { ...options, create: true });

@@ -10,6 +10,11 @@ import type { RegistryOptions } from '../registry/options.js';
 export interface RegistryAccess {
   /** Credentials for this call, instead of those stored for the registry. */
   credentials?: { username: string; password: string };
+  /**
+   * The registry (`host[:port]`) `credentials` are for; any other gets the credentials stored for
+   * it. Unset, they go to every registry opened with this access.
+   */
+  credentialsFor?: string;
   /** The auth file to read (`--authfile`); otherwise $REGISTRY_AUTH_FILE, Podman's and Docker's. */
   authFile?: string;
   /** Extra CA certificates (PEM files) to trust. */
@@ -28,10 +33,12 @@ export interface OpenTargetOptions extends RegistryAccess {
   create?: boolean;
 }
 
-export function registryOptions(access: RegistryAccess): RegistryOptions {
+/** Client options for `repository` (whose auth-file entries scoped to it or its namespace apply). */
+export function registryOptions(access: RegistryAccess, repository?: string): RegistryOptions {
   const explicit = access.credentials;
+  const forThis = (registry: string) => explicit && (access.credentialsFor === undefined || access.credentialsFor === registry);
   return {
-    credentials: explicit ? async () => explicit : (registry) => findCredential(registry, { authFile: access.authFile }),
+    credentials: async (registry) => (forThis(registry) ? explicit : findCredential(registry, { authFile: access.authFile, repository })),
     hostSettings: (registry) => hostSettings(registry, { caFiles: access.caFiles, plainHttp: access.plainHttp }),
     tlsVerify: access.tlsVerify,
     retry: access.retry,
@@ -47,5 +54,15 @@ export async function openTarget(ref: ImageReference, options: OpenTargetOptions
   }
   // The HTTP stack loads only when a registry is used: local builds start faster without it.
   const { RegistryRepository } = await import('../registry/repository.js');
-  return RegistryRepository.open(ref, registryOptions(options));
+  return RegistryRepository.open(ref, registryOptions(options, ref.repository));
+}
+
+/**
+ * The access of a command that writes to `destination`, for what it opens (the source too):
+ * credentials given for the command go to the registry it writes to and never to another host. A
+ * source on that registry gets them too; with a layout as the destination, the source's registry
+ * is the only one, and gets them.
+ */
+export function writingTo<T extends RegistryAccess>(destination: ImageReference, access: T): T {
+  return destination.kind === 'registry' ? { ...access, credentialsFor: destination.registry } : access;
 }

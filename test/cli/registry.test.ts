@@ -146,6 +146,37 @@ describe('authentication and TLS', () => {
     expect(copy.stdout.trim()).toBe(run.stdout.trim());
   });
 
+  it('--creds go to the registry written to, not to the source on another registry', async () => {
+    const source = `${token.host}/ckpt/creds-src:v1`;
+    expect((await ckpt(['push', fixture('crio-counter.tar'), source, '--creds', `${USER}:${PASSWORD}`, '-q'])).exitCode).toBe(0);
+    const before = token.tokenServer?.issued.length ?? 0;
+    // The source lets anyone pull; only the destination needs the password.
+    const run = await ckpt(['copy', source, `${basic.host}/ckpt/creds-dst:v1`, '--creds', `${USER}:${PASSWORD}`, '-q']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const asked = token.tokenServer?.issued.slice(before) ?? [];
+    expect(asked.length).toBeGreaterThan(0);
+    expect(asked.map((t) => t.user)).toEqual(asked.map(() => undefined));
+    // push from a registry image: the same rule.
+    const pushed = await ckpt(['push', source, `${basic.host}/ckpt/creds-dst:v2`, '--creds', `${USER}:${PASSWORD}`, '-q']);
+    expect(pushed.exitCode, pushed.stderr).toBe(0);
+    expect(token.tokenServer?.issued.slice(before).map((t) => t.user)).not.toContain(USER);
+    // --src-creds are the source's own.
+    const withSource = await ckpt(['copy', source, `${basic.host}/ckpt/creds-dst:v3`, '--creds', `${USER}:${PASSWORD}`, '--src-creds', `${USER}:${PASSWORD}`, '-q']);
+    expect(withSource.exitCode, withSource.stderr).toBe(0);
+    expect(token.tokenServer?.issued.at(-1)?.user).toBe(USER);
+  });
+
+  it('an auth-file entry for the namespace wins over the one for the host', async () => {
+    expect((await ckpt(['push', fixture('crio-counter.tar'), `${basic.host}/team/app:v1`, '--creds', `${USER}:${PASSWORD}`, '-q'])).exitCode).toBe(0);
+    const authFile = join(await tempDir(), 'auth.json');
+    const auth = (password: string) => ({ auth: Buffer.from(`${USER}:${password}`).toString('base64') });
+    await writeFile(authFile, JSON.stringify({ auths: { [basic.host]: auth('wrong-secret'), [`${basic.host}/team`]: auth(PASSWORD) } }));
+    const inTeam = await ckpt(['inspect', `${basic.host}/team/app:v1`, '--authfile', authFile]);
+    expect(inTeam.exitCode, inTeam.stderr).toBe(0);
+    // Elsewhere on the host the host's entry applies, and the registry refuses it.
+    expect((await ckpt(['inspect', `${basic.host}/ckpt/crio:v1`, '--authfile', authFile])).exitCode).toBe(5);
+  });
+
   it('TLS with a custom CA: refused without it, accepted with --ca-file', async () => {
     const target = `${tls.host}/ckpt/crio:v1`;
     const without = await ckpt(['push', fixture('crio-counter.tar'), target]);

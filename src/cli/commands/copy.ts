@@ -14,12 +14,15 @@ export function registerCopy(cli: Command, signal: AbortSignal): void {
     .description('Copy an image between registries and layouts, keeping its digests (blobs mounted where the registry can)')
     .argument('<source>', 'HOST[:PORT]/REPO[:TAG|@DIGEST] or oci:DIR[:TAG]')
     .argument('<destination>', 'HOST[:PORT]/REPO[:TAG] or oci:DIR[:TAG] (tag defaults to the source tag)')
-    .option('--src-creds <user:password>', 'credentials for the source registry (the other registry flags apply to both)')
+    .option(
+      '--src-creds <user:password>',
+      'credentials for the source registry (the other registry flags apply to both; --creds go to the source only on the same registry or with a layout as destination)',
+    )
     .option('--concurrency <n>', 'blobs moved at once (default 4)', integerOption);
   addOutputFlags(addRegistryFlags(command)).action(async (source: string, destination: string, flags: CopyFlags) => {
     const { copy } = await import('../../commands/copy.js');
     const access = await registryAccess(flags);
-    const sourceAccess = flags.srcCreds ? await registryAccess({ ...flags, creds: flags.srcCreds, username: undefined, passwordStdin: undefined }) : access;
+    const sourceAccess = flags.srcCreds ? await registryAccess({ ...flags, creds: flags.srcCreds, username: undefined, passwordStdin: undefined }) : undefined;
     const progress = progressFor('Copying', flags);
     const result = await copy(source, destination, {
       ...access,
