@@ -78,6 +78,13 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
+// Should the event loop run dry with the command unsettled (a bug), the exit says so, not success.
+let settled = false;
+process.exitCode = ExitCode.failure;
+process.once('exit', () => {
+  if (!settled) process.stderr.write('ckpt: the command stopped before it finished (a bug: please report it)\n');
+});
 run(process.argv.slice(2)).then((code) => {
+  settled = true;
   process.exitCode = code;
 });

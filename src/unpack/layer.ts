@@ -56,6 +56,10 @@ export async function readLayer<T>(
       }
       throw err;
     }
+    // The tar may end before the blob does (zero blocks, bytes after the compressed stream): what
+    // is left is read for the digest, not left unread in a pipe to a decoder that has stopped.
+    counter.unpipe(decoder.input);
+    counter.resume();
     await verified;
     return result;
   } finally {

@@ -81,6 +81,16 @@ describe('unpackToArchive', () => {
     expect(names.sort()).toEqual(['dir', 'keep']);
   });
 
+  it('archives a ckpt layer whose blob goes on after its gzip stream ends', async () => {
+    const layers: TestLayer[] = [
+      { entries: [{ name: 'config.dump', body: '{}' }], trailing: 8 << 20 },
+      { compression: 'zstd', entries: [{ name: 'spec.dump', body: '{}' }] },
+    ];
+    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), layers, { artifactType: CHECKPOINT_ARTIFACT_TYPE });
+    const names = await expectArchiveEqualsDirectory(layout, manifestDesc);
+    expect(names.sort()).toEqual(['config.dump', 'spec.dump']);
+  });
+
   it('refuses a layer cut short (its digest correct) as CORRUPT_ARCHIVE, leaving nothing behind', async () => {
     const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
       { entries: [{ name: 'a', body: 'x'.repeat(4000) }, { name: 'b', body: 'y' }], truncate: 2048 },

@@ -169,6 +169,16 @@ describe('unpackToDirectory with hand-made images', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it('unpacks a layer whose blob goes on after its gzip stream ends (the rest is read for the digest)', async () => {
+    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
+      { entries: [{ name: 'a', body: 'x'.repeat(4000) }], trailing: 8 << 20 },
+      { compression: 'zstd', entries: [{ name: 'b', body: 'y' }] },
+    ]);
+    const out = join(work, 'out');
+    await unpackToDirectory(layout, manifestDesc, out);
+    expect((await readdir(out)).sort()).toEqual(['a', 'b']);
+  });
+
   it('refuses ckpt layers that overlap, leaving nothing behind', async () => {
     const { layout, manifestDesc } = await buildImage(
       join(work, 'layout'),

@@ -70,6 +70,8 @@ export interface TestLayer {
   mediaType?: string;
   /** Keeps only this many bytes of the tar (a layer cut short, with a correct digest). */
   truncate?: number;
+  /** Zero bytes after the compressed stream, inside the blob and its digest. */
+  trailing?: number;
 }
 
 /** Writes an image with the given layers into a new OCI layout at `dir`, tagged `tag`. */
@@ -85,7 +87,7 @@ export async function buildImage(
     const kind = layer.compression ?? 'gzip';
     const whole = await tarOf(layer.entries);
     const tar = layer.truncate === undefined ? whole : whole.subarray(0, layer.truncate);
-    const blob = await compress(tar, kind);
+    const blob = Buffer.concat([await compress(tar, kind), Buffer.alloc(layer.trailing ?? 0)]);
     const desc = { mediaType: layer.mediaType ?? LAYER_TYPES[kind], digest: sha256(blob), size: blob.length };
     await layout.push(desc, Readable.from([blob]));
     layerDescs.push(desc);
