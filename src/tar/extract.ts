@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import type { SourceEntry, TreeEntry } from '../checkpoint/entry.js';
 import { CkptError, fromSystemError } from '../errors.js';
 import { corruptArchive, readTar } from './read.js';
-import { safeEntryPath } from './safety.js';
+import { assertNotThroughLink, safeEntryPath } from './safety.js';
 
 /**
  * Safe extraction of a tar stream into a directory, with the rules of node-tar's unpack and the
@@ -49,6 +49,11 @@ export interface ExtractOptions {
    * (later layers win). Without it, extractTar applies them itself at the end.
    */
   directories?: DirectoryAttributes;
+  /**
+   * Collects the symbolic links of several extractions into one tree, checked once it is whole.
+   * Without it, extractEntries checks its own at the end.
+   */
+  links?: SymlinkLog;
   /**
    * This stream's position among the extractions sharing `directories`: where several give one
    * directory attributes, the highest position wins (the later layer), whichever ends first.
@@ -97,14 +102,33 @@ export async function extractTar(input: Readable, dest: string, options: Extract
 export async function extractEntries(entries: AsyncIterable<TarEntry>, dest: string, options: ExtractOptions): Promise<ExtractStats> {
   const { signal } = options;
   const directories = options.directories ?? new DirectoryAttributes();
-  const extraction = new Extraction(dest, options, directories);
+  const links = options.links ?? new SymlinkLog();
+  const extraction = new Extraction(dest, { ...options, links }, directories);
   if (signal?.aborted) throw aborted(options.subject);
   for await (const entry of entries) {
     if (signal?.aborted) throw aborted(options.subject);
     await extraction.add(entry);
   }
+  if (!options.links) await links.check(dest);
   if (!options.directories) await directories.apply(dest, options.destinationName ?? dest);
   return extraction.stats;
+}
+
+/** Symbolic links written into a tree, with the layer of each, for assertNotThroughLink once the tree is whole. */
+export class SymlinkLog {
+  readonly #links: Array<{ path: string; linkname: string; subject: string }> = [];
+
+  add(path: string, linkname: string, subject: string): void {
+    this.#links.push({ path, linkname, subject });
+  }
+
+  async check(root: string): Promise<void> {
+    const isSymlink = async (path: string) => (await lstatIfExists(join(root, path)))?.isSymbolicLink() === true;
+    for (const { path, linkname, subject } of this.#links) {
+      // A later layer may have replaced the link with something else.
+      if (await isSymlink(path)) await assertNotThroughLink(path, linkname, isSymlink, subject);
+    }
+  }
 }
 
 interface DirectoryAttrs {
@@ -246,6 +270,7 @@ class Extraction {
     if (!entry.linkname) throw this.#corrupt(entry.path, 'is a symbolic link without a target');
     const abs = await this.#prepare(entry.path, 'symlink');
     await symlink(entry.linkname, abs);
+    this.#options.links?.add(entry.path, entry.linkname, this.#options.subject);
     if (this.#owners) await lchown(abs, entry.uid, entry.gid);
     await lutimes(abs, entry.mtime, entry.mtime);
     this.stats.symlinks++;

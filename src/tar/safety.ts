@@ -40,3 +40,27 @@ export function assertSafeLink(
     throw unsafe(subject, entryPath, `links outside the tree (${JSON.stringify(linkname)})`);
   }
 }
+
+/**
+ * Rejects a symbolic link whose target passes through another symbolic link of the tree: `x ->
+ * r/../../etc` stays inside by its text (assertSafeLink) and leaves it when `r -> ..`. Checked
+ * once the tree is whole, since a link may come before the one it passes through. The last name
+ * of a target may be a link: that one is checked on its own.
+ */
+export async function assertNotThroughLink(
+  path: string,
+  linkname: string,
+  isSymlink: (path: string) => boolean | Promise<boolean>,
+  subject: string,
+): Promise<void> {
+  const at = posix.dirname(path).split('/').filter((p) => p !== '.' && p !== '');
+  const steps = linkname.split('/').filter((p) => p !== '' && p !== '.');
+  for (const [i, step] of steps.entries()) {
+    if (step === '..') at.pop();
+    else at.push(step);
+    const through = at.join('/');
+    if (i < steps.length - 1 && step !== '..' && (await isSymlink(through))) {
+      throw unsafe(subject, path, `links through the symbolic link ${JSON.stringify(through)}`);
+    }
+  }
+}

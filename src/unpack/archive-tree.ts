@@ -2,7 +2,7 @@ import { posix } from 'node:path';
 import type { TreeEntry } from '../checkpoint/entry.js';
 import { CkptError } from '../errors.js';
 import { MAX_DEPTH } from '../tar/extract.js';
-import { safeEntryPath } from '../tar/safety.js';
+import { assertNotThroughLink, safeEntryPath } from '../tar/safety.js';
 
 /**
  * What an archive written entry by entry already holds, so that it obeys the rules extraction
@@ -13,6 +13,8 @@ import { safeEntryPath } from '../tar/safety.js';
  */
 export class ArchiveTree {
   readonly #kinds = new Map<string, TreeEntry['type']>();
+  /** Symbolic links by path, with the layer each came from. */
+  readonly #links = new Map<string, { linkname: string; subject: string }>();
   readonly #exclusive: boolean;
 
   constructor(exclusive: boolean) {
@@ -46,7 +48,15 @@ export class ArchiveTree {
       if (before === 'directory') this.#forgetBelow(path);
     }
     this.#kinds.set(path, entry.type);
+    if (entry.type === 'symlink') this.#links.set(path, { linkname: entry.linkname ?? '', subject });
+    else this.#links.delete(path);
     return admitted;
+  }
+
+  /** Once every entry is in: no symbolic link reaches its target through another. */
+  async checkLinks(): Promise<void> {
+    const isSymlink = (path: string) => this.#kinds.get(path) === 'symlink';
+    for (const [path, { linkname, subject }] of this.#links) await assertNotThroughLink(path, linkname, isSymlink, subject);
   }
 
   #checkParents(parts: string[], subject: string, path: string): void {
@@ -62,6 +72,7 @@ export class ArchiveTree {
 
   #forgetBelow(path: string): void {
     for (const key of this.#kinds.keys()) if (key.startsWith(`${path}/`)) this.#kinds.delete(key);
+    for (const key of this.#links.keys()) if (key.startsWith(`${path}/`)) this.#links.delete(key);
   }
 }
 

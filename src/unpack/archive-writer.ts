@@ -48,6 +48,7 @@ export async function writeArchive(
   };
   try {
     await fill(add, combined);
+    await tree.checkLinks();
     await file.end();
   } catch (err) {
     await file.abandon();

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { ReadOnlyTarget } from '../content/target.js';
 import { fromSystemError } from '../errors.js';
 import type { Descriptor } from '../oci/schemas.js';
-import { DirectoryAttributes, type ExtractStats, extractEntries } from '../tar/extract.js';
+import { DirectoryAttributes, type ExtractStats, extractEntries, SymlinkLog } from '../tar/extract.js';
 import {
   assertDirectoryFree,
   assertParentDirectory,
@@ -85,14 +85,16 @@ export async function extractLayers(
   opts: NormalisedUnpackOptions,
 ): Promise<ExtractStats[]> {
   const directories = new DirectoryAttributes();
+  const links = new SymlinkLog();
   const exclusive = plan.order === 'disjoint';
   const limit = exclusive ? opts.concurrency : 1;
   const layers = plan.layers.map((layer, position) => ({ layer, position }));
   const stats = await mapLimited(layers, limit, opts.signal, ({ layer, position }, signal) =>
     readLayer(target, layer, { signal, onProgress: opts.onProgress }, (entries) =>
-      extractEntries(entries, root, { subject: layer.desc.digest, signal, destinationName, exclusive, directories, position }),
+      extractEntries(entries, root, { subject: layer.desc.digest, signal, destinationName, exclusive, directories, links, position }),
     ),
   );
+  await links.check(root);
   // Directory modes and times last: a later layer may still have written into any directory.
   await directories.apply(root, destinationName);
   return stats;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isCkptError } from '../../src/errors.js';
-import { assertSafeLink, safeEntryPath } from '../../src/tar/safety.js';
+import { assertNotThroughLink, assertSafeLink, safeEntryPath } from '../../src/tar/safety.js';
 
 function unsafe(fn: () => unknown): boolean {
   try {
@@ -36,4 +36,18 @@ describe('assertSafeLink', () => {
   it('rejects a hard link to outside', () => expect(unsafe(() => assertSafeLink('a', '../outside', 'hardlink', 't'))).toBe(true));
   it('resolves hard links from the root, not the entry directory', () =>
     expect(unsafe(() => assertSafeLink('a/b/c', '../x', 'hardlink', 't'))).toBe(true));
+});
+
+describe('assertNotThroughLink', () => {
+  const links = new Set(['a/b/r', 'top']);
+  const check = (path: string, linkname: string) => assertNotThroughLink(path, linkname, (p) => links.has(p), 't');
+  it('accepts a target that names a link last, or passes only directories', async () => {
+    await expect(check('a/b/x', 'r')).resolves.toBeUndefined();
+    await expect(check('a/b/x', '../../top')).resolves.toBeUndefined();
+    await expect(check('a/b/x', '../c/./d/')).resolves.toBeUndefined();
+  });
+  it('rejects a target that goes on through a link, even back out of it', async () => {
+    await expect(check('a/b/x', 'r/../../../etc')).rejects.toThrow(/^t: entry "a\/b\/x" links through the symbolic link "a\/b\/r"$/);
+    await expect(check('a/b/x', '../../top/y')).rejects.toThrow(/through the symbolic link "top"/);
+  });
 });

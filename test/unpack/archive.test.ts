@@ -126,6 +126,24 @@ describe('unpackToArchive', () => {
     expect(await outputs()).toEqual([]);
   });
 
+  it('refuses a symbolic link whose target passes through a later one, leaving nothing behind', async () => {
+    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
+      {
+        entries: [
+          { name: 'a/', type: 'directory' },
+          { name: 'a/b/', type: 'directory' },
+          // Inside by its text; outside once r, which comes after it, is read as "..".
+          { name: 'a/b/x', type: 'symlink', linkname: 'r/../../../etc' },
+          { name: 'a/b/r', type: 'symlink', linkname: '../..' },
+        ],
+      },
+    ]);
+    const err = await failure(unpackToArchive(layout, manifestDesc, join(work, 'out.tar')));
+    expect(err.code).toBe('UNSAFE_PATH');
+    expect(err.message).toContain('links through the symbolic link "a/b/r"');
+    expect(await outputs()).toEqual([]);
+  });
+
   it('reports a corrupted blob as DIGEST_MISMATCH and leaves nothing behind', async () => {
     const copy = join(work, 'layout');
     await cp(FIXTURE_LAYOUT, copy, { recursive: true });

@@ -212,6 +212,21 @@ describe('unpackToDirectory with hand-made images', () => {
     expect(await leftovers()).toEqual([]);
   });
 
+  it('refuses symbolic links whose targets pass through one another, in any layer order', async () => {
+    for (const [i, order] of [['x', 'r'], ['r', 'x']].entries()) {
+      const link = { x: { name: 'd/x', type: 'symlink' as const, linkname: 'r/../../etc' }, r: { name: 'd/r', type: 'symlink' as const, linkname: '..' } };
+      const { layout, manifestDesc } = await buildImage(
+        join(work, `layout-${i}`),
+        order.map((name) => ({ entries: [{ name: 'd/', type: 'directory' as const }, link[name as 'x' | 'r']] })),
+        { artifactType: CHECKPOINT_ARTIFACT_TYPE },
+      );
+      const err = await failure(unpackToDirectory(layout, manifestDesc, join(work, `out-${i}`)));
+      expect(err.code).toBe('UNSAFE_PATH');
+      expect(err.message).toContain('"d/x" links through the symbolic link "d/r"');
+    }
+    expect((await leftovers()).filter((name) => !name.startsWith('layout-'))).toEqual([]);
+  });
+
   it('refuses an image index (the caller resolves it to one manifest)', async () => {
     const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [{ entries: [{ name: 'f', body: 'x' }] }]);
     const err = await failure(unpackToDirectory(layout, { ...manifestDesc, mediaType: MediaType.imageIndex }, join(work, 'out')));
