@@ -65,7 +65,9 @@ export async function run(argv: string[]): Promise<number> {
   // Every concurrent request and stream listens to this one signal; dozens at once are normal.
   setMaxListeners(256, controller.signal);
   const onSignal = () => controller.abort();
-  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  // SIGHUP too: a closed terminal or a dropped SSH session must clean up as Ctrl-C does.
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const name of signals) process.once(name, onSignal);
   dropOutputToClosedPipe(process.stdout);
   dropOutputToClosedPipe(process.stderr);
   try {
@@ -74,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     return reportError(err, (line) => process.stderr.write(`${line}\n`));
   } finally {
-    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    for (const name of signals) process.off(name, onSignal);
   }
 }
 

@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir, rm, truncate } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { InspectResultSchema } from '../../src/commands/inspect.js';
-import { CKPT, ckpt, fixture, tempDir } from '../helpers/tree.js';
+import { CKPT, ckpt, extractFixture, fixture, tempDir } from '../helpers/tree.js';
 
 describe('ckpt inspect', () => {
   for (const name of ['podman-counter.tar', 'podman-counter.tar.gz', 'podman-counter.tar.zst']) {
@@ -115,6 +117,25 @@ describe('command line', () => {
     expect(stderr).toBe('');
     expect(code).toBe(0);
     if (args[0] === 'build') expect((await ckpt(['inspect', `oci:${layout}:t`])).exitCode).toBe(0);
+  });
+
+  it.each(['SIGINT', 'SIGTERM', 'SIGHUP'] as const)('%s stops a build: exit 130, one line, the new layout removed', async (name) => {
+    // Memory that takes far longer to read than the test waits: 64 GiB of zeros, sparse.
+    const slow = await extractFixture('podman-counter.tar');
+    await truncate(join(slow, 'checkpoint/pages-1.img'), 64 * 2 ** 30);
+    const work = await tempDir();
+    const child = spawn('node', [CKPT, 'build', slow, `oci:${join(work, 'layout')}:t`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    for (let waited = 0; !existsSync(join(work, 'layout', 'oci-layout')); waited += 10) {
+      if (waited > 10_000) throw new Error(`the build made no layout: ${stderr}`);
+      await sleep(10);
+    }
+    child.kill(name);
+    const [code] = (await once(child, 'close')) as [number | null];
+    expect(code, stderr).toBe(130);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(await readdir(work)).toEqual([]);
   });
 
   it('an unknown option is a usage error', async () => {
