@@ -1,5 +1,5 @@
 import { pipeline, type Readable, type Transform } from 'node:stream';
-import { CkptError } from '../errors.js';
+import { CkptError, isCkptError } from '../errors.js';
 import { DigestStream, HashedReadable, VerifyStream } from '../content/verify.js';
 import type { TransferOptions } from '../content/target.js';
 import { ChunkReader } from './chunks.js';
@@ -339,19 +339,27 @@ async function commitWithRetry(
 
 /**
  * Cross-repository mount: `POST .../uploads/?mount=<digest>&from=<repo>`. 201 means mounted; 202
- * means the registry opened an upload instead, which is abandoned: the caller pushes.
+ * means the registry opened an upload instead, which is abandoned: the caller pushes. So does a
+ * refusal (no pull right on the other repository, a registry without mounts): the upload that
+ * follows reports what is really wrong, if anything is.
  */
 export async function mountBlob(target: UploadTarget, digest: string, from: string, signal?: AbortSignal): Promise<boolean> {
   const query = new URLSearchParams({ mount: digest, from });
-  const res = await target.client.send({
-    method: 'POST',
-    url: `/v2/${target.repository}/blobs/uploads/?${query.toString()}`,
-    scopes: [pushScope(target.repository), `repository:${from}:pull`],
-    headers: { 'content-length': '0' },
-    expect: [201, 202],
-    signal,
-    subject: target.subject,
-  });
+  let res: Response;
+  try {
+    res = await target.client.send({
+      method: 'POST',
+      url: `/v2/${target.repository}/blobs/uploads/?${query.toString()}`,
+      scopes: [pushScope(target.repository), `repository:${from}:pull`],
+      headers: { 'content-length': '0' },
+      expect: [201, 202],
+      signal,
+      subject: target.subject,
+    });
+  } catch (err) {
+    if (isCkptError(err, 'ABORTED') || isCkptError(err, 'NETWORK')) throw err;
+    return false;
+  }
   await res.body.dump();
   if (res.statusCode === 201) return true;
   const location = header(res, 'location');

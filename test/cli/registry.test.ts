@@ -188,3 +188,27 @@ describe('authentication and TLS', () => {
     expect(withCa.exitCode, withCa.stderr).toBe(0);
   });
 });
+
+describe('copy within a registry that refuses the mount', () => {
+  let registry: RegistryServer;
+  const users = { alice: 'alice-pw', bob: 'bob-pw' };
+  beforeAll(async () => {
+    // bob may push to dst/* but not read src/*: a mount from src needs both.
+    registry = await startRegistry({
+      auth: 'token',
+      users,
+      token: { grant: (user, repository, actions) => (!user || (user === 'bob' && repository.startsWith('src/')) ? [] : actions) },
+    });
+  });
+  afterAll(() => registry.stop());
+
+  it('uploads the blobs instead, as skopeo does', async () => {
+    const source = `${registry.host}/src/app:v1`;
+    const pushed = await ckpt(['push', fixture('crio-counter.tar'), source, '--creds', 'alice:alice-pw', '-q']);
+    expect(pushed.exitCode, pushed.stderr).toBe(0);
+    const copy = await ckpt(['copy', source, `${registry.host}/dst/app:v1`, '--src-creds', 'alice:alice-pw', '--creds', 'bob:bob-pw', '--progress', '-q']);
+    expect(copy.exitCode, copy.stderr).toBe(0);
+    expect(copy.stdout.trim()).toBe(pushed.stdout.trim());
+    expect(copy.stderr).not.toContain('mounted');
+  });
+});
