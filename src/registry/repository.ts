@@ -1,4 +1,4 @@
-import { pipeline, type Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { CkptError, guardErrors } from '../errors.js';
 import type { FetchOptions, ReadOnlyTarget, TagOptions, Target, TransferOptions } from '../content/target.js';
 import { assertSmall, MAX_JSON_BYTES } from '../content/fetch-json.js';
@@ -9,7 +9,9 @@ import type { Descriptor } from '../oci/schemas.js';
 import { parseRegistryReference, type RegistryReference } from '../reference.js';
 import { header, readBytes, RegistryClient, type Response } from './client.js';
 import { downloadBlob } from './download.js';
+import { isNetworkError, transportError } from './errors.js';
 import type { RegistryOptions } from './options.js';
+import { retryDelay, sleep } from './retry.js';
 import { blobExists, mountBlob, uploadBlob } from './upload.js';
 
 const ACCEPT = [...MANIFEST_MEDIA_TYPES, ...INDEX_MEDIA_TYPES].join(', ');
@@ -71,15 +73,8 @@ export class RegistryRepository implements Target {
     if (!isManifestLike(desc.mediaType)) {
       return downloadBlob({ client: this.client, repository: this.repository, subject: this.name }, desc, options);
     }
-    const res = await this.#getManifest(desc.digest, desc.mediaType, options.signal);
-    const declared = Number(header(res, 'content-length') ?? desc.size);
-    if (declared > desc.size) {
-      await res.body.dump();
-      throw new CkptError('SIZE_MISMATCH', `manifest is ${declared} bytes, the descriptor says ${desc.size}`, {
-        subject: this.#subject(desc),
-      });
-    }
-    return pipeline(res.body, new VerifyStream(desc, this.#subject(desc)), () => undefined);
+    const { bytes } = await this.#getManifest(desc.digest, desc.mediaType, options.signal);
+    return pipeline(Readable.from([bytes]), new VerifyStream(desc, this.#subject(desc)), () => undefined);
   }
 
   async exists(desc: Descriptor, options: TransferOptions = {}): Promise<boolean> {
@@ -184,8 +179,7 @@ export class RegistryRepository implements Target {
    */
   async fetchReference(reference: string, options: TransferOptions = {}): Promise<{ desc: Descriptor; bytes: Buffer }> {
     const subject = `${this.name}${isDigest(reference) ? '@' : ':'}${reference}`;
-    const res = await this.#getManifest(reference, undefined, options.signal);
-    const bytes = await readManifest(res.body, subject);
+    const { res, bytes } = await this.#getManifest(reference, undefined, options.signal);
     const computed = isDigest(reference)
       ? `${reference.split(':')[0]}:${hasherFor(reference).update(bytes).digest('hex')}`
       : sha256(bytes);
@@ -246,16 +240,33 @@ export class RegistryRepository implements Target {
     await res.body.dump();
   }
 
-  async #getManifest(reference: string, mediaType: string | undefined, signal?: AbortSignal): Promise<Response> {
-    return this.client.send({
-      method: 'GET',
-      url: `/v2/${this.repository}/manifests/${reference}`,
-      scopes: this.#pull(),
-      headers: { accept: mediaType ? `${mediaType}, ${ACCEPT}` : ACCEPT },
-      expect: [200],
-      signal,
-      subject: `${this.name}${isDigest(reference) ? '@' : ':'}${reference}`,
-    });
+  /**
+   * GETs a manifest and reads it whole. A connection cut in the middle of the body is retried as
+   * one cut before the answer is: a manifest is small, and read again from its start.
+   */
+  async #getManifest(reference: string, mediaType: string | undefined, signal?: AbortSignal): Promise<{ res: Response; bytes: Buffer }> {
+    const subject = `${this.name}${isDigest(reference) ? '@' : ':'}${reference}`;
+    const url = `/v2/${this.repository}/manifests/${reference}`;
+    const policy = this.client.options.retry;
+    for (let attempt = 1; ; attempt++) {
+      const res = await this.client.send({
+        method: 'GET',
+        url,
+        scopes: this.#pull(),
+        headers: { accept: mediaType ? `${mediaType}, ${ACCEPT}` : ACCEPT },
+        expect: [200],
+        signal,
+        subject,
+      });
+      try {
+        return { res, bytes: await readManifest(res.body, subject) };
+      } catch (err) {
+        if (err instanceof CkptError || !isNetworkError(err) || attempt >= policy.attempts || signal?.aborted) {
+          throw transportError(err, `GET ${url}`, subject, signal);
+        }
+        await sleep(retryDelay(attempt, policy), signal, subject);
+      }
+    }
   }
 }
 

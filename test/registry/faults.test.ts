@@ -167,6 +167,21 @@ describe('faults between ckpt and the registry', () => {
     expect(proxy.requests.filter((r) => r.method === 'PUT')).toEqual([]);
   });
 
+  it('reads a manifest again when its connection is cut mid-body, and fails with NETWORK when it always is', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const built = await buildCheckpointImage(await openCheckpoint(fixture('podman-counter.tar')), check, { tag: 'v1', hostInfo: false });
+    const manifests = () => proxy.requests.filter((r) => r.method === 'GET' && r.url.includes('/manifests/')).length;
+    const cut = proxy.add({ method: 'GET', url: /\/manifests\//, fault: { kind: 'cut-response', afterBytes: 100 }, times: 2 });
+    expect((await viaProxy.fetchReference('v1')).desc.digest).toBe(built.descriptor.digest);
+    expect(cut.fired).toBe(2);
+    expect(manifests()).toBe(3);
+    proxy.add({ method: 'GET', url: /\/manifests\//, fault: { kind: 'cut-response', afterBytes: 100 }, times: 1 });
+    expect((await collect(await viaProxy.fetch(built.descriptor))).length).toBe(built.descriptor.size);
+    proxy.add({ method: 'GET', url: /\/manifests\//, fault: { kind: 'cut-response', afterBytes: 100 }, times: 10 });
+    await expect(viaProxy.fetchReference('v1')).rejects.toMatchObject({ code: 'NETWORK', subject: expect.stringContaining(':v1') });
+  });
+
   it('resumes a download cut in the middle with a Range request', async () => {
     await useProxy();
     const { viaProxy, check } = repos();
