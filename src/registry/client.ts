@@ -94,9 +94,9 @@ export class RegistryClient {
     let method = req.method;
     for (;;) {
       attempt++;
-      // Credentials go to the registry's own host only: never to storage behind a redirect, never
-      // to an upload Location that points elsewhere.
-      const sameHost = url.host === base.host && url.protocol === base.protocol && redirects === 0;
+      // Credentials go to the registry's own host only (a redirect within it keeps them, as Go's
+      // client does): never to storage on another host, never to an upload Location elsewhere.
+      const sameHost = url.host === base.host && url.protocol === base.protocol;
       const authorization = sameHost ? await this.#auth.authorization(req.scopes, req.signal) : undefined;
       const headers: Record<string, string> = { 'user-agent': this.options.userAgent, ...req.headers };
       if (authorization) headers.authorization = authorization;
@@ -144,7 +144,9 @@ export class RegistryClient {
         await sleep(retryDelay(attempt, policy, parseRetryAfter(res.headers['retry-after'])), req.signal, req.subject);
         continue;
       }
-      throw responseError(status, await readText(res, ERROR_BODY_LIMIT), describeRequest(method, url), req.subject);
+      // The status is the answer; an error document cut short only loses its details.
+      const details = await readText(res, ERROR_BODY_LIMIT).catch(() => '');
+      throw responseError(status, details, describeRequest(method, url), req.subject);
     }
   }
 

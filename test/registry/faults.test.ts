@@ -182,6 +182,13 @@ describe('faults between ckpt and the registry', () => {
     await expect(viaProxy.fetchReference('v1')).rejects.toMatchObject({ code: 'NETWORK', subject: expect.stringContaining(':v1') });
   });
 
+  it('reports a refusal whose error document is cut short by its status', async () => {
+    await useProxy();
+    const { viaProxy } = repos();
+    proxy.add({ method: 'GET', url: /\/manifests\/missing$/, fault: { kind: 'cut-response', afterBytes: 10 } });
+    await expect(viaProxy.fetchReference('missing')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+
   it('resumes a download cut in the middle with a Range request', async () => {
     await useProxy();
     const { viaProxy, check } = repos();
@@ -275,7 +282,7 @@ describe('faults between ckpt and the registry', () => {
 });
 
 describe('redirects to blob storage', () => {
-  it('follows a redirect to another host without sending Authorization', async () => {
+  it('follows a redirect to another host without sending Authorization, and within the host with it', async () => {
     const registry = await startRegistry({ auth: 'htpasswd' });
     const proxy = await startFaultProxy(registry.host);
     const { bytes, desc } = blob(50_000);
@@ -295,6 +302,10 @@ describe('redirects to blob storage', () => {
       proxy.add({ method: 'GET', url: /\/blobs\/sha256:/, fault: { kind: 'redirect', location: `http://127.0.0.1:${port}/storage/blob?sig=x` } });
       expect((await collect(await r.fetch(desc))).equals(bytes)).toBe(true);
       expect(seen).toEqual([undefined]);
+      // Within the registry's own host, a redirect keeps the credentials the registry asks for.
+      const rule = proxy.add({ method: 'GET', url: /\/blobs\/sha256:[0-9a-f]+$/, fault: { kind: 'redirect', location: `http://${proxy.host}/v2/redirect/app/blobs/${desc.digest}?moved=1` } });
+      expect((await collect(await r.fetch(desc))).equals(bytes)).toBe(true);
+      expect(rule.fired).toBe(1);
     } finally {
       await r.close();
       await proxy.stop();
