@@ -59,6 +59,11 @@ function rangeOffset(res: Response): number | undefined {
   return last === 0 ? 0 : last + 1;
 }
 
+/** A `Location` answering the POST to `.../blobs/uploads/`, resolved against that URL (RFC 3986). */
+async function uploadsUrl(target: UploadTarget, location: string): Promise<URL> {
+  return new URL(location, new URL(`/v2/${target.repository}/blobs/uploads/`, await target.client.baseUrl()));
+}
+
 async function startSession(target: UploadTarget, signal?: AbortSignal): Promise<Session> {
   const res = await target.client.send({
     method: 'POST',
@@ -73,7 +78,7 @@ async function startSession(target: UploadTarget, signal?: AbortSignal): Promise
   const location = header(res, 'location');
   if (!location) throw new CkptError('REGISTRY_ERROR', 'upload started without a Location', { subject: target.subject });
   const minChunk = Number(header(res, 'oci-chunk-min-length') ?? 0);
-  return { location: new URL(location, await target.client.baseUrl()), minChunk: Number.isFinite(minChunk) ? minChunk : 0 };
+  return { location: await uploadsUrl(target, location), minChunk: Number.isFinite(minChunk) ? minChunk : 0 };
 }
 
 /** Abandons a session; best effort, the registry expires it anyway. */
@@ -363,6 +368,6 @@ export async function mountBlob(target: UploadTarget, digest: string, from: stri
   await res.body.dump();
   if (res.statusCode === 201) return true;
   const location = header(res, 'location');
-  if (location) await cancelSession(target, { location: new URL(location, await target.client.baseUrl()), minChunk: 0 });
+  if (location) await cancelSession(target, { location: await uploadsUrl(target, location), minChunk: 0 });
   return false;
 }

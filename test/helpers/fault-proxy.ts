@@ -11,7 +11,7 @@ import type { AddressInfo, Socket } from 'node:net';
  *   - `cut-request`: pass N bytes of the request body on, then cut both connections;
  *   - `cut-response`: pass the answer on, cutting the connection after N bytes of its body;
  *   - `corrupt`: flip one byte of the answer's body;
- *   - `answer`: answer with the given headers and body instead of the registry.
+ *   - `answer`: answer with the given status (200), headers and body instead of the registry.
  * `skip` lets the first matches through, to hit, say, the third PATCH of an upload.
  */
 
@@ -22,7 +22,7 @@ export type Fault =
   | { kind: 'cut-request'; afterBytes: number }
   | { kind: 'cut-response'; afterBytes: number }
   | { kind: 'corrupt'; at?: number }
-  | { kind: 'answer'; headers: Record<string, string>; body: Buffer };
+  | { kind: 'answer'; status?: number; headers: Record<string, string>; body: Buffer };
 
 export interface FaultRule {
   method?: string;
@@ -83,7 +83,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     }
     if (fault?.kind === 'answer') {
       req.resume();
-      res.writeHead(200, { 'content-length': String(fault.body.length), ...fault.headers }).end(fault.body);
+      res.writeHead(fault.status ?? 200, { 'content-length': String(fault.body.length), ...fault.headers }).end(fault.body);
       return;
     }
     if (fault?.kind === 'redirect') {

@@ -189,6 +189,21 @@ describe('faults between ckpt and the registry', () => {
     await expect(viaProxy.fetchReference('missing')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
+  it('resolves an upload Location relative to the uploads URL, not the host root', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const path = check.name.slice(registry.host.length);
+    // A real session, whose Location the proxy then gives path-relative: "<uuid>?_state=...".
+    const opened = await fetch(`http://${registry.host}/v2${path}/blobs/uploads/`, { method: 'POST' });
+    const location = opened.headers.get('location') ?? '';
+    const relative = location.slice(location.indexOf('/blobs/uploads/') + '/blobs/uploads/'.length);
+    expect(relative).toMatch(/^[0-9a-f-]+\?/);
+    proxy.add({ method: 'POST', url: /\/blobs\/uploads\/$/, fault: { kind: 'answer', status: 202, headers: { location: relative }, body: Buffer.alloc(0) } });
+    const { bytes, desc } = blob(CHUNK + 10);
+    expect(await viaProxy.ingest(desc.mediaType, Readable.from([bytes]))).toEqual(desc);
+    expect((await collect(await check.fetch(desc))).equals(bytes)).toBe(true);
+  });
+
   it('resumes a download cut in the middle with a Range request', async () => {
     await useProxy();
     const { viaProxy, check } = repos();
