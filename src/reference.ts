@@ -98,6 +98,17 @@ export function parseRegistryReference(input: string): RegistryReference {
   return { kind: 'registry', registry, repository, tag, digest };
 }
 
+/**
+ * A registry named alone (`ckpt login HOST`): `host[:port]`, a single name such as `myregistry`
+ * (a host here, as podman login reads it, where in a reference it would be a Docker Hub
+ * repository), or a URL; Docker Hub's aliases become `docker.io`.
+ */
+export function parseRegistryHost(input: string): string {
+  const host = input.replace(/^https?:\/\//, '').replace(/\/+$/, '');
+  if (!HOST_RE.test(host)) throw usage(input, `invalid registry host ${JSON.stringify(host)}`);
+  return host === 'index.docker.io' || host === 'registry-1.docker.io' ? DOCKER_HUB : host;
+}
+
 /** Parses any image reference; `oci:` prefixes a layout, anything else is a registry name. */
 export function parseReference(input: string): ImageReference {
   if (input.startsWith('oci:')) return parseLayoutReference(input);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isCkptError } from '../src/errors.js';
-import { formatReference, parseReference } from '../src/reference.js';
+import { formatReference, parseReference, parseRegistryHost } from '../src/reference.js';
 
 const DIGEST = `sha256:${'a'.repeat(64)}`;
 
@@ -44,5 +44,19 @@ describe('parseReference', () => {
   it('formats what it parsed', () => {
     expect(formatReference(parseReference('oci:/x:t'))).toBe('oci:/x:t');
     expect(formatReference(parseReference('busybox:1'))).toBe('docker.io/library/busybox:1');
+  });
+});
+
+describe('parseRegistryHost', () => {
+  it('takes a name alone as a host, as podman login does, and a URL as its host', () => {
+    expect(parseRegistryHost('myregistry')).toBe('myregistry');
+    expect(parseRegistryHost('registry.example.com:5000')).toBe('registry.example.com:5000');
+    expect(parseRegistryHost('https://registry.example.com/')).toBe('registry.example.com');
+    expect(parseRegistryHost('http://[::1]:5000')).toBe('[::1]:5000');
+    expect(parseRegistryHost('index.docker.io')).toBe('docker.io');
+  });
+  it('refuses what is not a host', () => {
+    expect(() => parseRegistryHost('my_registry')).toThrow(/invalid registry host/);
+    expect(() => parseRegistryHost('http://')).toThrow(/invalid registry host/);
   });
 });

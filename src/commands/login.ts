@@ -1,5 +1,5 @@
 import { CkptError } from '../errors.js';
-import { parseRegistryReference } from '../reference.js';
+import { parseRegistryHost, parseRegistryReference } from '../reference.js';
 import { type AuthFileOptions, removeCredential, storeCredential } from '../registry/auth-file.js';
 import { RegistryClient } from '../registry/client.js';
 import { type RegistryAccess, registryOptions } from '../target/open.js';
@@ -10,9 +10,10 @@ export interface LoginOptions extends Omit<RegistryAccess, 'credentials' | 'auth
   signal?: AbortSignal;
 }
 
-/** The registry host of `host[:port]` or of a full reference (`host/repo:tag`). */
+/** The registry host of `host[:port]` (or a URL) or of a full reference (`host/repo:tag`). */
 function registryOf(input: string): string {
-  return parseRegistryReference(input.includes('/') ? input : `${input}/x`).registry;
+  const bare = input.replace(/^https?:\/\//, '');
+  return bare.replace(/\/+$/, '').includes('/') ? parseRegistryReference(bare).registry : parseRegistryHost(bare);
 }
 
 /**

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { readdir, rm, truncate } from 'node:fs/promises';
+import { readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -136,6 +136,14 @@ describe('command line', () => {
     expect(code, stderr).toBe(130);
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(await readdir(work)).toEqual([]);
+  });
+
+  it('logout takes a name alone as a host, not a Docker Hub repository', async () => {
+    const authFile = join(await tempDir(), 'auth.json');
+    await writeFile(authFile, JSON.stringify({ auths: { myregistry: { auth: 'YTpi' }, 'docker.io': { auth: 'YTpi' } } }));
+    const run = await ckpt(['logout', 'myregistry', '--authfile', authFile]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(Object.keys((JSON.parse(await readFile(authFile, 'utf8')) as { auths: object }).auths)).toEqual(['docker.io']);
   });
 
   it('an unknown option is a usage error', async () => {
