@@ -9,15 +9,20 @@ function redact(message: string): string {
     .replace(/\/\/[^/\s:@]+:[^/\s@]+@/g, '//[redacted]@');
 }
 
+/** One line, whatever a lower layer put in its message (OpenSSL ends some with a newline). */
+function oneLine(message: string): string {
+  return message.replace(/\s*\n\s*/g, ' ').trim();
+}
+
 /** Prints one line for a failure and returns the exit code it maps to. */
 export function reportError(err: unknown, write: (line: string) => void): number {
   if (err instanceof CommanderError) return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
   if (err instanceof CkptError) {
-    write(`ckpt: ${redact(err.message)}`);
+    write(`ckpt: ${oneLine(redact(err.message))}`);
     return err.exitCode;
   }
   const message = err instanceof Error ? err.message : String(err);
-  write(`ckpt: ${redact(message)}`);
+  write(`ckpt: ${oneLine(redact(message))}`);
   if (process.env.CKPT_DEBUG && err instanceof Error && err.stack) write(redact(err.stack));
   return ExitCode.failure;
 }

@@ -6,6 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { InspectResultSchema } from '../../src/commands/inspect.js';
+import { reportError } from '../../src/cli/errors.js';
+import { CkptError } from '../../src/errors.js';
 import { CKPT, ckpt, extractFixture, fixture, tempDir } from '../helpers/tree.js';
 
 describe('ckpt inspect', () => {
@@ -144,6 +146,13 @@ describe('command line', () => {
     const run = await ckpt(['logout', 'myregistry', '--authfile', authFile]);
     expect(run.exitCode, run.stderr).toBe(0);
     expect(Object.keys((JSON.parse(await readFile(authFile, 'utf8')) as { auths: object }).auths)).toEqual(['docker.io']);
+  });
+
+  it('a failure is one line, even when a lower layer ended its message with a newline', () => {
+    const lines: string[] = [];
+    const message = 'GET https://10.0.0.1:5000/v2/: EPROTO: 40C8:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:\n';
+    expect(reportError(new CkptError('NETWORK', message, { subject: '10.0.0.1:5000' }), (line) => lines.push(line))).toBe(6);
+    expect(lines).toEqual([`ckpt: 10.0.0.1:5000: ${message.trim()}`]);
   });
 
   it('an unknown option is a usage error', async () => {
