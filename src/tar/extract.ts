@@ -306,15 +306,23 @@ class Extraction {
     if (!(await this.#parents(path, false))) return;
     if (base !== OPAQUE_WHITEOUT) {
       const victim = dir === '' ? name : `${dir}/${name}`;
-      // A whiteout only hides what lower layers hold, never an entry of its own layer.
+      // A whiteout only hides what lower layers hold, never an entry of its own layer (nor what
+      // that entry holds, if it is a directory).
       if (!this.#written.has(victim)) await this.#remove(victim);
+      else await this.#hideLower(victim);
       return;
     }
+    await this.#hideLower(dir);
+  }
+
+  /** Removes what lower layers left in `dir`, also inside the directories this layer has there. */
+  async #hideLower(dir: string): Promise<void> {
     const info = await lstatIfExists(join(this.#root, dir));
     if (!info?.isDirectory()) return;
     for (const child of await readdir(join(this.#root, dir))) {
       const childPath = dir === '' ? child : `${dir}/${child}`;
       if (!this.#written.has(childPath)) await this.#remove(childPath);
+      else await this.#hideLower(childPath);
     }
   }
 
@@ -350,6 +358,8 @@ class Extraction {
     let current = '';
     for (let i = 0; i < parts.length - 1; i++) {
       current = current === '' ? (parts[i] as string) : `${current}/${parts[i] as string}`;
+      // A directory an entry is written in is part of its layer, as if the layer had listed it.
+      if (create) this.#written.add(current);
       if (this.#knownDirs.has(current)) continue;
       const abs = join(this.#root, current);
       let info = await lstatIfExists(abs);

@@ -273,6 +273,28 @@ describe('extractTar applies OCI layer semantics', () => {
     expect(await readdir(join(dest, 'opaque'))).toEqual(['new']);
   });
 
+  it('a whiteout keeps what its own layer put in directories it did not list', async () => {
+    await extract([
+      { name: 'd/', type: 'directory' },
+      { name: 'd/old', body: 'x' },
+      { name: 'd/sub/', type: 'directory' },
+      { name: 'd/sub/lower', body: 'x' },
+      { name: 'e/gone/f', body: 'x' },
+    ]);
+    await extract([
+      // d/sub and e/gone are never listed, only implied by the files below them.
+      { name: 'd/sub/new', body: 'y' },
+      { name: 'd/.wh..wh..opq', body: '' },
+      { name: 'e/gone/g', body: 'y' },
+      { name: 'e/.wh.gone', body: '' },
+    ]);
+    expect(await readdir(join(dest, 'd'))).toEqual(['sub']);
+    // Opaque: what lower layers had inside d/sub is hidden too.
+    expect(await readdir(join(dest, 'd/sub'))).toEqual(['new']);
+    // Whited out below, written again above: only this layer's content.
+    expect(await readdir(join(dest, 'e/gone'))).toEqual(['g']);
+  });
+
   it('exclusive extractions into one tree merge directories and refuse any overlap', async () => {
     const directories = new DirectoryAttributes();
     await Promise.all([
