@@ -28,10 +28,10 @@ function ascii(text: string | undefined, max: number): boolean {
  */
 export function ustarFileHeader(entry: TreeEntry): Buffer | undefined {
   if (entry.type !== 'file' || !ascii(entry.path, 100) || !ascii(entry.uname, 32) || !ascii(entry.gname, 32)) return undefined;
-  // tar-stream writes a file without mode bits as 0644, and whole seconds truncated toward zero.
+  // As tar-stream writes them (tarHeader): whole seconds truncated toward zero.
   const seconds = (entry.mtime.getTime() / 1000) | 0;
   const fields = [
-    octal((entry.mode || 0o644) & 0o7777, OCTAL_FIELD.mode),
+    octal(entry.mode & 0o7777, OCTAL_FIELD.mode),
     octal(entry.uid, OCTAL_FIELD.id),
     octal(entry.gid, OCTAL_FIELD.id),
     octal(entry.size, OCTAL_FIELD.size),

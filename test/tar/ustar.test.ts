@@ -29,7 +29,7 @@ describe('ustar headers of page files', () => {
   const cases: Array<[string, Partial<TreeEntry>]> = [
     ['a page file', {}],
     ['owners with names', { uid: 1000, gid: 100, uname: 'app', gname: 'users' }],
-    ['no mode bits (written as 0644)', { mode: 0 }],
+    ['no mode bits', { mode: 0 }],
     ['setuid and sticky bits', { mode: 0o7755 }],
     ['a 100-byte path', { path: `checkpoint/${'p'.repeat(89)}` }],
     ['an empty file', { size: 0 }],
@@ -59,6 +59,12 @@ describe('ustar headers of page files', () => {
       expect(ustarFileHeader({ ...base, ...change })).toBeUndefined();
     });
   }
+
+  it('keeps a mode of 0000, for files and directories alike', async () => {
+    const modeField = (block: Buffer | undefined) => block?.toString('latin1', 100, 107).trim();
+    expect(modeField(ustarFileHeader({ ...base, mode: 0 }))).toBe('000000');
+    expect(modeField(await tarStreamHeader({ ...base, path: 'dir', type: 'directory', size: 0, mode: 0 }))).toBe('000000');
+  });
 
   it('pads content to whole blocks', () => {
     expect([0, 1, 511, 512, 513].map(tarPadding)).toEqual([0, 511, 1, 0, 511]);
