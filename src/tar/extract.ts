@@ -283,7 +283,7 @@ class Extraction {
     // The target must be a file of this tree reached without symbolic links: link(2) would
     // otherwise happily link a file from anywhere on the same file system into the checkpoint.
     const info = (await this.#parents(target, false)) ? await lstatIfExists(join(this.#root, target)) : undefined;
-    if (!info || info.isDirectory()) {
+    if (!info?.isFile()) {
       throw this.#corrupt(entry.path, `is a hard link to ${JSON.stringify(target)}, which is not a file earlier in the tree`);
     }
     const abs = await this.#prepare(entry.path, 'hardlink');

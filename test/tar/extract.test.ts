@@ -116,6 +116,12 @@ describe('extractTar refuses hostile archives', () => {
     expect(err.code).toBe('CORRUPT_ARCHIVE');
   });
 
+  it('hardlink to a symbolic link of the tree (refused, as in a .tar output)', async () => {
+    const err = await rejection(extract([{ name: 'l', type: 'symlink', linkname: 'a' }, { name: 'h', type: 'link', linkname: 'l' }]));
+    expect(err.code).toBe('CORRUPT_ARCHIVE');
+    await expect(lstat(join(dest, 'h'))).rejects.toThrow();
+  });
+
   it.each([
     ['character-device', { type: 'character-device', devmajor: 1, devminor: 3 }],
     ['block-device', { type: 'block-device', devmajor: 8, devminor: 0 }],
