@@ -5,7 +5,7 @@ import type { ReadOnlyTarget } from '../content/target.js';
 import { fromSystemError } from '../errors.js';
 import type { Descriptor } from '../oci/schemas.js';
 import { type AddEntry, writeArchive } from './archive-writer.js';
-import { assertFileFree, assertParentDirectory, commitFile, removeQuietly, tempSibling } from './destination.js';
+import { assertFileFree, assertParentDirectory, commitFile, removeAbandonedSiblings, removeQuietly, tempSibling } from './destination.js';
 import { extractLayers, type UnpackResult } from './directory.js';
 import { readLayer } from './layer.js';
 import { type NormalisedUnpackOptions, normaliseUnpackOptions, type UnpackOptions } from './options.js';
@@ -33,6 +33,7 @@ export async function unpackToArchive(
   const path = resolve(destTar);
   await assertFileFree(path);
   await assertParentDirectory(path);
+  await removeAbandonedSiblings(path);
   const plan = await planUnpack(target, manifestDesc, opts);
   const temp = tempSibling(path);
   const scratch = plan.order === 'stacked' ? tempSibling(path) : undefined;

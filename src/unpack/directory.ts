@@ -8,6 +8,7 @@ import {
   assertDirectoryFree,
   assertParentDirectory,
   commitDirectory,
+  removeAbandonedSiblings,
   removeQuietly,
   tempSibling,
 } from './destination.js';
@@ -45,6 +46,7 @@ export async function unpackToDirectory(
   const path = resolve(dest);
   await assertDirectoryFree(path);
   await assertParentDirectory(path);
+  await removeAbandonedSiblings(path);
   const plan = await planUnpack(target, manifestDesc, opts);
   const temp = tempSibling(path);
   try {

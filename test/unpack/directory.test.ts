@@ -1,8 +1,12 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ProgressEvent } from '../../src/content/target.js';
+import { HOLDER } from '../../src/layout/lock-file.js';
 import { OciLayout } from '../../src/layout/store.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
@@ -57,6 +61,19 @@ describe('unpackToDirectory with the Podman fixture image', () => {
 
     expect(events[0]).toMatchObject({ state: 'start', digest: FIXTURE_LAYER, bytes: 0 });
     expect(events.at(-1)).toMatchObject({ state: 'done', digest: FIXTURE_LAYER, bytes: events.at(-1)?.total });
+  });
+
+  it('removes what a killed pull to the same destination left beside it, not what a running one writes', async () => {
+    const child = spawn('true');
+    await once(child, 'exit');
+    const namespace = HOLDER.includes('@') ? `@${HOLDER.split('@')[1]}` : '';
+    const abandoned = join(work, `.out.ckpt-${child.pid}${namespace}.0123456789ab`);
+    const running = join(work, `.out.ckpt-${HOLDER}.ba9876543210`);
+    for (const dir of [abandoned, running]) await mkdir(join(dir, 'checkpoint'), { recursive: true });
+    const layout = await OciLayout.open(FIXTURE_LAYOUT);
+    await unpackToDirectory(layout, await layout.resolve(FIXTURE_TAG), join(work, 'out'));
+    expect(existsSync(abandoned)).toBe(false);
+    expect(existsSync(running)).toBe(true);
   });
 
   it('accepts an empty directory as the destination', async () => {
