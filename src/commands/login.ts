@@ -10,10 +10,10 @@ export interface LoginOptions extends Omit<RegistryAccess, 'credentials' | 'auth
   signal?: AbortSignal;
 }
 
-/** The registry host of `host[:port]` (or a URL) or of a full reference (`host/repo:tag`). */
+/** The registry of a full reference (`host/repo:tag`), else the host named alone (parseRegistryHost). */
 function registryOf(input: string): string {
-  const bare = input.replace(/^https?:\/\//, '');
-  return bare.replace(/\/+$/, '').includes('/') ? parseRegistryReference(bare).registry : parseRegistryHost(bare);
+  const path = input.replace(/^https?:\/\//, '').replace(/\/+$/, '');
+  return path.includes('/') ? parseRegistryReference(path).registry : parseRegistryHost(path);
 }
 
 /**
