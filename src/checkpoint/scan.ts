@@ -89,11 +89,13 @@ export class CheckpointScanner {
   }
 
   #track(sink: Writable): Writable {
-    this.#pending.push(
-      new Promise<void>((done, fail) => {
-        sink.once('finish', done).once('error', fail);
-      }),
-    );
+    const written = new Promise<void>((done, fail) => {
+      sink.once('finish', done).once('error', fail);
+    });
+    // result() reports the failure; until it is called, a rejection nobody awaits yet must not
+    // end the process as unhandled.
+    written.catch(() => undefined);
+    this.#pending.push(written);
     return sink;
   }
 

@@ -111,6 +111,23 @@ describe('bad checkpoint directories and metadata', () => {
     await buildFails(dir, 'INVALID_METADATA', /pstree\.img/);
   });
 
+  it('a rootfs-diff.tar that is not a tar, and a config.dump over 64 MiB: exit 3, one line, no layout', async () => {
+    const notTar = await extractFixture('podman-counter.tar');
+    await writeFile(join(notTar, 'rootfs-diff.tar'), 'garbage\n');
+    await buildFails(notTar, 'INVALID_METADATA', /rootfs-diff\.tar is not a readable tar/);
+    const huge = await extractFixture('podman-counter.tar');
+    await truncate(join(huge, 'config.dump'), 65 << 20);
+    await buildFails(huge, 'INVALID_METADATA', /config\.dump is larger than 64 MiB/);
+    // The CLI: before, the scan's failure went unhandled and ended the process (exit 1).
+    for (const dir of [notTar, huge]) {
+      const out = join(await tempDir(), 'layout');
+      const run = await ckpt(['build', dir, `oci:${out}:t`, '--no-host-info']);
+      expect(run.exitCode, run.stderr).toBe(3);
+      expect(run.stderr.trim().split('\n')).toHaveLength(1);
+      await expect(stat(out)).rejects.toThrow(/ENOENT/);
+    }
+  });
+
   it('a missing source', async () => {
     const err = await failure(inspect('/nonexistent/checkpoint.tar'));
     expect(isCkptError(err, 'NOT_FOUND')).toBe(true);
