@@ -1,6 +1,7 @@
 import { parseCriuVersion } from '../checkpoint/criu/images.js';
 import type { CheckpointMetadata, Engine, HostInfo } from '../checkpoint/schemas.js';
 import { Annotation } from '../oci/mediatypes.js';
+import { CkptError } from '../errors.js';
 
 /** Which runtimes' annotation families an image carries. */
 export type Compat = 'auto' | 'crio' | 'podman' | 'containerd' | 'all';
@@ -159,6 +160,20 @@ function ckptKeys(meta: CheckpointMetadata): Record<string, string> {
     keys[CkptAnnotation.rootfsDiffBytes] = String(meta.rootfsDiff.bytes);
   }
   return keys;
+}
+
+/** RFC 3339 with a `T`, as Go's time.Parse(time.RFC3339) reads it in containers/image and umoci. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$/i;
+
+/**
+ * Refuses annotations given by the user that would break the image: `created` also becomes the
+ * config's time, which every containers/image reader parses.
+ */
+export function assertUserAnnotations(user: Record<string, string> = {}): void {
+  const created = user[Annotation.created];
+  if (created !== undefined && (!RFC3339.test(created) || Number.isNaN(Date.parse(created)))) {
+    throw new CkptError('USAGE', `annotation ${Annotation.created} must be an RFC 3339 time such as 2026-11-27T13:34:00Z, not ${JSON.stringify(created)}`);
+  }
 }
 
 /**

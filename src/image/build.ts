@@ -14,7 +14,7 @@ import { ustarFileHeader } from '../tar/ustar.js';
 import { startSpareWorkers, stopSpareWorkers } from '../threads/spares.js';
 import { Annotation, CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../oci/mediatypes.js';
 import type { Descriptor, ImageConfig, Index, Manifest } from '../oci/schemas.js';
-import { type Compat, CkptAnnotation, imageAnnotations } from './annotations.js';
+import { assertUserAnnotations, type Compat, CkptAnnotation, imageAnnotations } from './annotations.js';
 import { BuildCache, type CachedBuild } from './cache.js';
 import { LayerWriter, layerTransfer, type WrittenLayer } from './layer.js';
 import { PageLayerFeed, writePageLayer } from './page-layer.js';
@@ -336,6 +336,7 @@ async function reusable(cached: CachedBuild, target: Target, options: BuildImage
  * built before whose layers the target already has is not read again.
  */
 export async function buildImage(source: CheckpointSource, target: Target, options: BuildImageOptions = {}): Promise<BuildImageResult> {
+  assertUserAnnotations(options.annotations);
   const { cache } = options;
   const key = cache
     ? BuildCache.key({

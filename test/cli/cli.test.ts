@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { InspectResultSchema } from '../../src/commands/inspect.js';
 import { reportError } from '../../src/cli/errors.js';
@@ -153,6 +154,18 @@ describe('command line', () => {
     const message = 'GET https://10.0.0.1:5000/v2/: EPROTO: 40C8:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:\n';
     expect(reportError(new CkptError('NETWORK', message, { subject: '10.0.0.1:5000' }), (line) => lines.push(line))).toBe(6);
     expect(lines).toEqual([`ckpt: 10.0.0.1:5000: ${message.trim()}`]);
+  });
+
+  it('a created annotation that is not an RFC 3339 time is a usage error; one that is, skopeo reads', async () => {
+    const layout = join(await tempDir(), 'layout');
+    const bad = await ckpt(['build', fixture('podman-counter.tar'), `oci:${layout}:t`, '--annotation', 'org.opencontainers.image.created=notadate']);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toContain('must be an RFC 3339 time');
+    expect(existsSync(layout)).toBe(false);
+    const good = await ckpt(['build', fixture('podman-counter.tar'), `oci:${layout}:t`, '--annotation', 'org.opencontainers.image.created=2026-01-02T03:04:05+01:00']);
+    expect(good.exitCode, good.stderr).toBe(0);
+    const inspected = await execa('skopeo', ['inspect', `oci:${layout}:t`]);
+    expect(JSON.parse(inspected.stdout)).toMatchObject({ Created: '2026-01-02T03:04:05+01:00' });
   });
 
   it('an unknown option is a usage error', async () => {
