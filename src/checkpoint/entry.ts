@@ -35,7 +35,11 @@ export interface FileRegion {
   offset: number;
 }
 
-/** Where a checkpoint tree comes from. Every kind yields the same entries in a stable order. */
+/**
+ * Where a checkpoint tree comes from. Every kind yields the tree's entries in an order stable for
+ * that source: a directory's sorted by name, an archive's as the archive holds them (so a tree
+ * built from its archive and from its unpacked directory may give different layer digests).
+ */
 export interface CheckpointSource {
   /** What the user named: a path or a reference. */
   readonly name: string;
