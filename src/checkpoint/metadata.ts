@@ -118,6 +118,7 @@ export function interpretScan(scan: ScanResult, subject: string): CheckpointMeta
   }
   const read = (name: string) => files.get(name);
   const at = (name: string) => `${subject}: ${name}`;
+  const dumpPages = scan.pages.filter((p) => !p.path.startsWith('pre-checkpoint/'));
   const configBytes = read('config.dump');
   const specBytes = read('spec.dump');
   if (criuDir === 'checkpoint/' && (!configBytes || !specBytes)) {
@@ -169,8 +170,8 @@ export function interpretScan(scan: ScanResult, subject: string): CheckpointMeta
       command: cores.get(p.pid)?.comm,
     })),
     memory: {
-      bytes: scan.pages.filter((p) => !p.path.startsWith('pre-checkpoint/')).reduce((sum, p) => sum + p.size, 0),
-      files: scan.pages.length,
+      bytes: dumpPages.reduce((sum, p) => sum + p.size, 0),
+      files: dumpPages.length,
     },
     rootfsDiff: scan.rootfsDiff,
     deletedFiles: deleted ? parseJson(DeletedFilesSchema, deleted, at('deleted.files'), 'INVALID_METADATA') : [],

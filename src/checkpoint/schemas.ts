@@ -91,7 +91,7 @@ export const CheckpointMetadataSchema = z.object({
   }),
   dumpHost: HostInfoSchema.optional().describe('what the checkpoint itself says about the node (dump.log)'),
   processes: z.array(ProcessSchema),
-  memory: z.object({ bytes: z.number().int(), files: z.number().int() }).describe('memory pages (pages-*.img)'),
+  memory: z.object({ bytes: z.number().int(), files: z.number().int() }).describe("the dump's memory pages (pages-*.img; a pre-dump's, in pre-checkpoint/, are not counted)"),
   rootfsDiff: z
     .object({ archiveBytes: z.number().int(), files: z.number().int(), bytes: z.number().int() })
     .optional()

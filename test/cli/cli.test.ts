@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { cp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -48,6 +48,14 @@ describe('ckpt inspect', () => {
     expect(stdout).toMatch(/^Engine\s+CRIU only \(raw criu dump\)$/m);
     expect(stdout).not.toMatch(/^Container/m);
     expect(stdout).toContain('Process tree:\nsh (pid 19228)\n└─ sleep (pid 19235)');
+  });
+
+  it("a pre-dump's pages (pre-checkpoint/) count in neither the memory's bytes nor its files", async () => {
+    const dir = await extractFixture('podman-counter.tar');
+    await cp(join(dir, 'checkpoint'), join(dir, 'pre-checkpoint'), { recursive: true });
+    const { stdout, exitCode, stderr } = await ckpt(['inspect', dir, '--json']);
+    expect(exitCode, stderr).toBe(0);
+    expect(InspectResultSchema.parse(JSON.parse(stdout)).metadata.memory).toEqual({ bytes: 1052672, files: 2 });
   });
 
   it('--json follows schemas/inspect.schema.json', async () => {
