@@ -24,6 +24,25 @@ export interface PushResult {
   built: boolean;
 }
 
+/** Options that only a build uses, named as the CLI flags that set them. */
+const IMAGE_OPTIONS = {
+  compression: '--compression',
+  level: '--level',
+  compat: '--compat',
+  annotations: '--annotation',
+  hostInfo: '--no-host-info',
+  maxLayerBytes: '--max-layer-size',
+} as const;
+
+/** A checkpoint image is copied as it is: options that would change it are refused, not ignored. */
+function assertNoImageOptions(options: PushOptions, source: string): void {
+  const given = (Object.keys(IMAGE_OPTIONS) as Array<keyof typeof IMAGE_OPTIONS>).filter((key) => options[key] !== undefined);
+  if (given.length > 0) {
+    const flags = given.map((key) => IMAGE_OPTIONS[key]).join(', ');
+    throw new CkptError('USAGE', `a checkpoint image is pushed as it is, so ${flags} would change nothing; \`ckpt build\` rebuilds it`, { subject: source });
+  }
+}
+
 /**
  * Puts a checkpoint into a registry (or layout) under a tag. An archive or directory is built
  * straight into the destination, layer by layer, with no second copy on disk; a checkpoint image
@@ -41,6 +60,7 @@ export async function push(sourceInput: string, destination: string, options: Pu
       const target = await openTarget(ref, { ...options, create: true });
       try {
         if (source instanceof ImageSource && source.image.manifest.artifactType === CHECKPOINT_ARTIFACT_TYPE) {
+          assertNoImageOptions(options, sourceInput);
           const { root, rootBytes } = source.image;
           await copyGraph(source.target, target, root, { ...options, rootBytes, tag });
           return { reference, descriptor: source.image.root, layers: source.image.manifest.layers, built: false };

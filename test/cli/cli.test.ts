@@ -176,6 +176,17 @@ describe('command line', () => {
     expect(JSON.parse(inspected.stdout)).toMatchObject({ Created: '2026-01-02T03:04:05+01:00' });
   });
 
+  it('push of a checkpoint image refuses the image-making flags it would ignore', async () => {
+    const work = await tempDir();
+    expect((await ckpt(['build', fixture('podman-counter.tar'), `oci:${join(work, 'a')}:t`])).exitCode).toBe(0);
+    const refused = await ckpt(['push', `oci:${join(work, 'a')}:t`, `oci:${join(work, 'b')}:t`, '--compression', 'gzip', '--annotation', 'k=v']);
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toContain('--compression, --annotation would change nothing');
+    expect(existsSync(join(work, 'b'))).toBe(false);
+    // Defaults are not flags given: a plain push copies it.
+    expect((await ckpt(['push', `oci:${join(work, 'a')}:t`, `oci:${join(work, 'b')}:t`])).exitCode).toBe(0);
+  });
+
   it('an unknown option is a usage error', async () => {
     const { exitCode, stderr } = await ckpt(['build', '--frobnicate', 'a', 'b']);
     expect(exitCode).toBe(2);

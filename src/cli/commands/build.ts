@@ -26,7 +26,10 @@ export function addImageFlags(command: Command): Command {
     .option('--annotation <key=value>', 'add a manifest annotation (repeatable)', annotationOption)
     .option('--no-host-info', "do not record this node's CRIU, kernel, cgroup and distribution versions")
     .option('--max-layer-size <size>', 'upper bound of a memory-pages layer (default 256MiB)', sizeOption)
-    .option('--no-cache', 'build every layer even when this checkpoint was built before (cache: $CKPT_CACHE_DIR or ~/.cache/ckpt)');
+    .option(
+      '--no-cache',
+      'build every layer even when this checkpoint was built before (cache: $CKPT_CACHE_DIR, else $XDG_CACHE_HOME/ckpt/builds or ~/.cache/ckpt/builds)',
+    );
 }
 
 export async function buildOptions(flags: BuildFlags, signal: AbortSignal) {

@@ -15,9 +15,12 @@ export function registerPush(cli: Command, signal: AbortSignal): void {
   addOutputFlags(addRegistryFlags(addImageFlags(command))).action(async (source: string, destination: string, flags: BuildFlags) => {
     const { push } = await import('../../commands/push.js');
     const progress = progressFor('Pushing', flags);
-    const result = await push(source, destination, { ...(await buildOptions(flags, signal)), onProgress: progress.onProgress }).finally(
-      progress.finish,
-    );
+    // Flags with defaults count only where given: a checkpoint image is copied as it is, and push
+    // refuses image-making flags it would have to ignore.
+    const given = <K extends keyof BuildFlags>(name: K): BuildFlags[K] | undefined =>
+      command.getOptionValueSource(name) === 'cli' ? flags[name] : undefined;
+    const options = { ...(await buildOptions(flags, signal)), compression: given('compression'), compat: given('compat'), hostInfo: given('hostInfo') };
+    const result = await push(source, destination, { ...options, onProgress: progress.onProgress }).finally(progress.finish);
     const size = result.layers.reduce((sum, l) => sum + l.size, 0);
     printResult(
       flags,
