@@ -24,7 +24,8 @@ export function integerOption(value: string): number {
 
 export function sizeOption(value: string): number {
   const size = parseSize(value);
-  if (size === undefined || size <= 0) throw new InvalidArgumentError('expected a size such as 256MiB');
+  // Past 2^53 a size is no longer an exact integer: far beyond any checkpoint anyway.
+  if (size === undefined || size <= 0 || !Number.isSafeInteger(size)) throw new InvalidArgumentError('expected a size such as 256MiB');
   return size;
 }
 

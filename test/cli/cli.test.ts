@@ -199,6 +199,16 @@ describe('command line', () => {
     expect(stderr).toContain('expected one of zstd, gzip, none');
   });
 
+  it('a level for uncompressed layers, or a layer size past 2^53, is a usage error', async () => {
+    const layout = join(await tempDir(), 'layout');
+    const level = await ckpt(['build', fixture('crio-counter.tar'), `oci:${layout}:t`, '--compression', 'none', '--level', '5']);
+    expect(level.exitCode).toBe(2);
+    expect(level.stderr).toContain('not to uncompressed layers');
+    const size = await ckpt(['build', fixture('crio-counter.tar'), `oci:${layout}:t`, '--max-layer-size', '99999999999999999999']);
+    expect(size.exitCode).toBe(2);
+    expect(existsSync(layout)).toBe(false);
+  });
+
   it('bad input exits 3 with one line naming the input', async () => {
     const dir = await tempDir();
     const { exitCode, stderr } = await ckpt(['inspect', dir]);

@@ -1,7 +1,7 @@
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
-import { compressor, decompressor, detectCompression } from '../../src/compress/codec.js';
+import { compressionLevel, compressor, decompressor, detectCompression } from '../../src/compress/codec.js';
 import { isCkptError } from '../../src/errors.js';
 
 const data = Buffer.from('checkpoint pages '.repeat(10_000));
@@ -28,12 +28,19 @@ describe('codec', () => {
     expect(detectCompression(Buffer.alloc(0))).toBe('unknown');
   });
 
-  it('rejects a level out of range', () => {
+  it('rejects a level out of range, and any level for uncompressed layers', () => {
+    const thrown = (f: () => unknown): unknown => {
+      try {
+        f();
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    };
     expect(() => compressor('gzip', 12)).toThrow(/1 to 9/);
-    try {
-      compressor('zstd', 0);
-    } catch (err) {
-      expect(isCkptError(err, 'USAGE')).toBe(true);
-    }
+    expect(isCkptError(thrown(() => compressor('zstd', 0)), 'USAGE')).toBe(true);
+    const none = thrown(() => compressionLevel('none', 5));
+    expect(isCkptError(none, 'USAGE') && none.message).toMatch(/not to uncompressed layers/);
+    expect(compressionLevel('none')).toBe(0);
   });
 });
