@@ -42,7 +42,10 @@ export function decompressor(kind: Compression): Transform {
 /** The level to compress at: the default, or the one asked for once checked. */
 export function compressionLevel(kind: Compression, level?: number): number {
   if (level === undefined) return DEFAULT_LEVEL[kind];
-  if (kind === 'none') throw new CkptError('USAGE', 'a compression level applies to zstd and gzip, not to uncompressed layers');
+  if (kind === 'none') {
+    if (level !== 0) throw new CkptError('USAGE', 'a compression level applies to zstd and gzip, not to uncompressed layers');
+    return 0;
+  }
   const [min, max] = LEVEL_RANGE[kind];
   if (!Number.isInteger(level) || level < min || level > max) {
     throw new CkptError('USAGE', `compression level for ${kind} must be an integer from ${min} to ${max}`);
