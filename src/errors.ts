@@ -20,7 +20,7 @@ export const ExitCode = {
   network: 6,
   /** Content did not match its digest or size. */
   integrity: 7,
-  /** Writing locally failed (disk full, permission, destination in the way). */
+  /** Reading or writing a local file failed (disk full, permission, a file changed while read, destination in the way). */
   io: 8,
   /** The operation was cancelled (AbortSignal, Ctrl-C). */
   aborted: 130,

@@ -20,7 +20,7 @@ Exit codes:
   5    authentication failed or access denied
   6    network or registry failure (after retries)
   7    integrity: content does not match its digest or size
-  8    local write failed: disk full, permission, destination in the way
+  8    local file failed: disk full, permission, a file that changed while read, destination in the way
   130  interrupted`;
 
 // undici parses HTTP with a WebAssembly module that V8 recompiles in the background once it runs
