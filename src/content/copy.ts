@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import type { Descriptor } from '../oci/schemas.js';
 import { fetchSmall } from './fetch-json.js';
@@ -26,7 +27,12 @@ export interface CopyOptions extends TransferOptions {
 export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descriptor, options: CopyOptions = {}): Promise<void> {
   const run = limiter(options.concurrency ?? 4);
   const started = new Map<string, Promise<void>>();
-  const transfer: TransferOptions = { signal: options.signal, onProgress: options.onProgress };
+  // The first failure stops the other transfers, and the copy fails only once none is running: a
+  // caller that cleans up after it (a new layout removed) must not race writes still in flight.
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  setMaxListeners(256, signal);
+  const transfer: TransferOptions = { signal, onProgress: options.onProgress };
 
   const copyBlob = async (desc: Descriptor) => {
     if (await dst.exists(desc, transfer)) {
@@ -58,5 +64,15 @@ export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descript
     return done;
   };
 
-  await copyNode(root);
+  try {
+    await copyNode(root);
+  } catch (err) {
+    stop.abort(err);
+    // Nodes may still start others while they stop: wait until no new one appears.
+    for (let settled = -1; settled !== started.size; ) {
+      settled = started.size;
+      await Promise.allSettled(started.values());
+    }
+    throw err;
+  }
 }

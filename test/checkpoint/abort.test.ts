@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { stat, truncate } from 'node:fs/promises';
+import { chmod, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
@@ -67,6 +67,35 @@ it('a copy between layouts aborted at any moment fails with ABORTED, and no blob
   const work = await tempDir();
   await build(fixture('podman-counter.tar'), `oci:${join(work, 'src')}:t`, { hostInfo: false, maxLayerBytes: 100_000 });
   await abortedAtAnyMoment(30, (signal, i) => copy(`oci:${join(work, 'src')}:t`, `oci:${join(work, `copy-${i}`)}:t`, { signal }));
+});
+
+it('a copy into a new layout that fails while other blobs are in flight leaves no layout behind', async () => {
+  const work = await tempDir();
+  await build(fixture('podman-counter.tar'), `oci:${join(work, 'src')}:t`, { hostInfo: false, maxLayerBytes: 100_000 });
+  // Aborted at the first event, one blob at a time: the others are still queued or being written.
+  const aborted = new AbortController();
+  const err = await copy(`oci:${join(work, 'src')}:t`, `oci:${join(work, 'aborted')}:t`, {
+    signal: aborted.signal,
+    concurrency: 1,
+    onProgress: () => aborted.abort(),
+  }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(isCkptError(err, 'ABORTED')).toBe(true);
+  expect(existsSync(join(work, 'aborted'))).toBe(false);
+  // A corrupt blob fails the copy while the larger ones are still being written.
+  const layout = await OciLayout.open(join(work, 'src'));
+  const manifest = JSON.parse((await readFile(layout.blobPath((await layout.resolve('t')).digest))).toString()) as { config: { digest: string } };
+  const config = layout.blobPath(manifest.config.digest);
+  await chmod(config, 0o644);
+  await writeFile(config, Buffer.alloc((await stat(config)).size));
+  const corrupt = await copy(`oci:${join(work, 'src')}:t`, `oci:${join(work, 'corrupt')}:t`).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(isCkptError(corrupt, 'DIGEST_MISMATCH')).toBe(true);
+  expect(existsSync(join(work, 'corrupt'))).toBe(false);
 });
 
 it('a build that fails in a new layout leaves what another build tagged there meanwhile', async () => {
