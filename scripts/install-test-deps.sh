@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite runs against: a real registry, real image tools.
 set -euo pipefail
-packages=(skopeo umoci buildah podman docker-registry apache2-utils openssl zstd tar xz-utils debootstrap util-linux time curl)
+packages=(skopeo umoci buildah podman docker-registry apache2-utils openssl zstd tar xz-utils debootstrap util-linux time curl strace)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { WriteStream } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { type FileHandle, link, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -338,7 +338,7 @@ async function removeLeftovers(dir: string): Promise<void> {
   }
 }
 
-/** How many manifests index.json lists; 0 for an index being written (empty), undefined when unreadable. */
+/** How many manifests index.json lists; 0 for an empty file (older versions wrote it in place), undefined when unreadable. */
 async function tagCount(dir: string): Promise<number | undefined> {
   try {
     const bytes = await readFile(join(dir, INDEX_FILE));
@@ -358,10 +358,17 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
     await mkdir(join(into, 'blobs', 'sha256'), { recursive: true });
     const files = { [INDEX_FILE]: { schemaVersion: 2, mediaType: MediaType.imageIndex, manifests: [] }, [LAYOUT_FILE]: { imageLayoutVersion: '1.0.0' } };
     for (const [name, content] of Object.entries(files)) {
-      // Never over a file another process wrote: its index may already hold a tag.
-      await writeFile(join(into, name), JSON.stringify(content), { flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
-        if (err.code !== 'EEXIST') throw err;
-      });
+      // Written whole under another name, then linked into place: never over a file another
+      // process wrote (its index may already hold a tag), and never seen empty, even after a kill.
+      const temp = join(into, `.${name}.${randomUUID()}`);
+      await writeFile(temp, JSON.stringify(content), { flag: 'wx' });
+      try {
+        await link(temp, join(into, name)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EEXIST') throw err;
+        });
+      } finally {
+        await rm(temp, { force: true });
+      }
     }
   };
   if (state === 'empty') return fill(dir);

@@ -11,7 +11,7 @@ import { OciLayout, removeUnusedLayout } from '../../src/layout/store.js';
 import { Annotation, MediaType } from '../../src/oci/mediatypes.js';
 import { sha256 } from '../../src/oci/digest.js';
 import type { Descriptor } from '../../src/oci/schemas.js';
-import { ckpt, fixture, tempDir } from '../helpers/tree.js';
+import { CKPT, ckpt, fixture, tempDir } from '../helpers/tree.js';
 
 const STORE = new URL('../../dist/layout/store.js', import.meta.url).href;
 
@@ -83,6 +83,17 @@ describe('tags in one layout', () => {
       await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((p) => tagInProcess(dir, desc, [`p${p}`])));
       expect((await (await OciLayout.open(dir)).tags()).sort()).toEqual(['p0', 'p1', 'p2', 'p3', 'p4', 'p5', 'p6', 'p7']);
     }
+  });
+
+  it('a kill as a layout is made in an existing empty directory leaves no empty index.json', async () => {
+    const dir = join(await tempDir('ckpt-tags-'), 'mount-point');
+    await mkdir(dir);
+    // SIGKILL at the first write to index.json itself, as a kill -9 at that moment would.
+    const strace = ['-f', '-o', '/dev/null', '-P', join(dir, 'index.json'), '-e', 'inject=write:signal=SIGKILL'];
+    await execa('strace', [...strace, 'node', CKPT, 'build', fixture('crio-counter.tar'), `oci:${dir}:a`, '--no-host-info'], { reject: false });
+    const again = await ckpt(['build', fixture('crio-counter.tar'), `oci:${dir}:b`, '--no-host-info']);
+    expect(again.exitCode, again.stderr).toBe(0);
+    await execa('skopeo', ['inspect', `oci:${dir}:b`]);
   });
 
   it('two builds into one new layout at once: it is made once and keeps both, and skopeo reads both', async () => {
