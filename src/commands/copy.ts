@@ -2,6 +2,7 @@ import { copyGraph } from '../content/copy.js';
 import { readRoot } from '../content/resolve-image.js';
 import { CkptError } from '../errors.js';
 import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
+import { OciLayout } from '../layout/store.js';
 import type { Descriptor } from '../oci/schemas.js';
 import { formatReference, parseReference, referenceSelector } from '../reference.js';
 import type { TransferOptions } from '../content/target.js';
@@ -50,6 +51,8 @@ export async function copy(sourceInput: string, destination: string, options: Co
       try {
         const tag = dstRef.digest ? undefined : (dstRef.tag ?? srcRef.tag ?? 'latest');
         await copyGraph(src, dst, root, { ...options, rootBytes: bytes, tag });
+        // Untagged in a layout, the image must still be listed, or nothing reaches it.
+        if (!tag && dst instanceof OciLayout) await dst.list(root);
         return {
           source: formatReference(srcRef),
           reference: formatReference(tag ? { ...dstRef, tag } : { ...dstRef, digest: root.digest }),

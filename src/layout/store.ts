@@ -238,25 +238,40 @@ export class OciLayout implements Target {
       checkBytes(bytes, desc, `${this.name}:${tag}`);
       await this.push(desc, Readable.from([bytes]), options);
     }
-    const run = this.#indexLock.then(() => withLockFile(this.#lockPath, () => this.#writeTag(desc, tag)));
+    return this.#updateIndex(desc, tag);
+  }
+
+  /**
+   * Lists an image in index.json without a tag (one copied to `oci:DIR@DIGEST`), unless it is
+   * listed already: the spec's readers and garbage collectors (umoci gc) see only what it lists.
+   */
+  async list(desc: Descriptor): Promise<void> {
+    return this.#updateIndex(desc, undefined);
+  }
+
+  #updateIndex(desc: Descriptor, tag: string | undefined): Promise<void> {
+    const run = this.#indexLock.then(() => withLockFile(this.#lockPath, () => this.#writeEntry(desc, tag)));
     this.#indexLock = run.catch(() => undefined);
     return run;
   }
 
-  async #writeTag(desc: Descriptor, tag: string): Promise<void> {
+  async #writeEntry(desc: Descriptor, tag: string | undefined): Promise<void> {
     if (!(await this.exists(desc))) {
-      throw new CkptError('NOT_FOUND', `cannot tag ${tag}: blob ${desc.digest} is not in the layout`, { subject: this.name });
+      const what = tag === undefined ? 'list' : `tag ${tag}`;
+      throw new CkptError('NOT_FOUND', `cannot ${what}: blob ${desc.digest} is not in the layout`, { subject: this.name });
     }
     const index = await this.readIndex();
+    if (tag === undefined && index.manifests.some((m) => m.digest === desc.digest)) return;
+    const annotations = tag === undefined ? desc.annotations : { ...desc.annotations, [Annotation.refName]: tag };
     const entry: Descriptor = {
       mediaType: desc.mediaType,
       digest: desc.digest,
       size: desc.size,
       ...(desc.platform ? { platform: desc.platform } : {}),
       ...(desc.artifactType ? { artifactType: desc.artifactType } : {}),
-      annotations: { ...desc.annotations, [Annotation.refName]: tag },
+      ...(annotations ? { annotations } : {}),
     };
-    const manifests = index.manifests.filter((m) => m.annotations?.[Annotation.refName] !== tag);
+    const manifests = index.manifests.filter((m) => tag === undefined || m.annotations?.[Annotation.refName] !== tag);
     manifests.push(entry);
     const path = join(this.dir, INDEX_FILE);
     const temp = join(this.dir, `.${INDEX_FILE}.${randomUUID()}`);

@@ -96,6 +96,18 @@ describe('tags in one layout', () => {
     await execa('skopeo', ['inspect', `oci:${dir}:b`]);
   });
 
+  it('a copy to oci:DIR@DIGEST lists the image untagged, once, and umoci gc keeps it', async () => {
+    const work = await tempDir('ckpt-tags-');
+    const built = await ckpt(['build', fixture('crio-counter.tar'), `oci:${join(work, 'src')}:v1`, '-q', '--no-host-info']);
+    const digest = built.stdout.trim();
+    for (let i = 0; i < 2; i++) expect((await ckpt(['copy', `oci:${join(work, 'src')}:v1`, `oci:${join(work, 'dst')}@${digest}`])).exitCode).toBe(0);
+    const index = await (await OciLayout.open(join(work, 'dst'))).readIndex();
+    expect(index.manifests.map((m) => [m.digest, m.annotations?.[Annotation.refName]])).toEqual([[digest, undefined]]);
+    await execa('umoci', ['gc', '--layout', join(work, 'dst')]);
+    const inspected = await ckpt(['inspect', `oci:${join(work, 'dst')}@${digest}`]);
+    expect(inspected.exitCode, inspected.stderr).toBe(0);
+  });
+
   it('two builds into one new layout at once: it is made once and keeps both, and skopeo reads both', async () => {
     const dir = join(await tempDir('ckpt-tags-'), 'new', 'layout');
     const builds = await Promise.all(
