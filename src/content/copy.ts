@@ -34,9 +34,12 @@ export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descript
   setMaxListeners(256, signal);
   const transfer: TransferOptions = { signal, onProgress: options.onProgress };
 
+  const skipped = (desc: Descriptor) =>
+    options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'skipped' });
+
   const copyBlob = async (desc: Descriptor) => {
     if (await dst.exists(desc, transfer)) {
-      options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'skipped' });
+      skipped(desc);
       return;
     }
     if (dst.mount && (await dst.mount(desc, src, transfer))) return;
@@ -58,7 +61,8 @@ export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descript
       const bytes = isRoot && options.rootBytes ? options.rootBytes : await fetchSmall(src, desc, transfer);
       await Promise.all(successors(desc, bytes, `${src.name}@${desc.digest}`).map(copyNode));
       if (tag !== undefined) await dst.tag(root, tag, { ...transfer, bytes });
-      else if (!(await dst.exists(desc, transfer))) await dst.push(desc, Readable.from([bytes]), transfer);
+      else if (await dst.exists(desc, transfer)) skipped(desc);
+      else await dst.push(desc, Readable.from([bytes]), transfer);
     })();
     started.set(desc.digest, done);
     return done;

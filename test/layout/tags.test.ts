@@ -108,6 +108,17 @@ describe('tags in one layout', () => {
     expect(inspected.exitCode, inspected.stderr).toBe(0);
   });
 
+  it('a copy again reports every blob it finds there as skipped, the manifests under an index too', async () => {
+    const work = await tempDir('ckpt-tags-');
+    expect((await ckpt(['build', fixture('containerd-counter.tar'), `oci:${join(work, 'src')}:v1`, '--compat', 'containerd'])).exitCode).toBe(0);
+    await copy(`oci:${join(work, 'src')}:v1`, `oci:${join(work, 'dst')}:v1`);
+    const states = new Map<string, string>();
+    await copy(`oci:${join(work, 'src')}:v1`, `oci:${join(work, 'dst')}:v2`, { onProgress: (e) => e.digest && states.set(e.digest, e.state) });
+    const blobs = await readdir(join(work, 'src', 'blobs', 'sha256'));
+    expect([...states.keys()].sort()).toEqual(blobs.map((b) => `sha256:${b}`).sort());
+    expect(new Set(states.values())).toEqual(new Set(['skipped']));
+  });
+
   it('two builds into one new layout at once: it is made once and keeps both, and skopeo reads both', async () => {
     const dir = join(await tempDir('ckpt-tags-'), 'new', 'layout');
     const builds = await Promise.all(
