@@ -1,5 +1,6 @@
 import { type BigIntStats, readlinkSync } from 'node:fs';
-import { open, readFile, rm, stat } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { link, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError } from '../errors.js';
 
@@ -33,16 +34,22 @@ function identity(info: BigIntStats): string {
   return `${info.dev}:${info.ino}:${info.ctimeNs}`;
 }
 
-/** Creates `path` holding this process's name; its identity, or undefined when it exists. */
+/**
+ * Creates `path` holding this process's name; its identity, or undefined when it exists. The name
+ * is written first, under another name, and linked into place: a lock is never seen empty, even
+ * when its maker is killed at that moment.
+ */
 async function create(path: string): Promise<string | undefined> {
+  const temp = `${path}.${HOLDER}.${randomUUID()}`;
   try {
-    const handle = await open(path, 'wx');
+    await writeFile(temp, `${HOLDER}\n`, { flag: 'wx' });
     try {
-      await handle.writeFile(`${HOLDER}\n`);
-      return identity(await handle.stat({ bigint: true }));
+      await link(temp, path);
     } finally {
-      await handle.close();
+      await rm(temp, { force: true });
     }
+    // After the temporary name is gone: that changes the file's ctime, part of its identity.
+    return identity(await stat(path, { bigint: true }));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
     throw fromSystemError(err, path, true);
@@ -74,7 +81,7 @@ async function isStale(lockPath: string): Promise<boolean> {
   try {
     const [content, info] = await Promise.all([readFile(lockPath, 'utf8'), stat(lockPath)]);
     if (Date.now() - info.mtimeMs > STALE_MS) return true;
-    // Empty: its holder is between creating and writing it.
+    // Empty: made by an older ckpt, whose holder is between creating and writing it.
     return content.trim() !== '' && !isRunning(content.trim());
   } catch {
     // Released meanwhile: try again.

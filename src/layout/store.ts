@@ -400,9 +400,17 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
   }
 }
 
-/** What a directory holds that does not make it a layout, or not one: locks, marks, leftovers being removed. */
+/** What a directory holds that does not make it a layout, or not one: locks, marks, files being written, leftovers being removed. */
 function transient(name: string): boolean {
-  return name === LOCK_FILE || name === `${LOCK_FILE}.takeover` || name === USERS_DIR || name.startsWith(REMOVED_PREFIX);
+  return (
+    name === LOCK_FILE ||
+    // The takeover guard, and a lock, index.json or oci-layout written whole before it is linked or renamed into place.
+    name.startsWith(`${LOCK_FILE}.`) ||
+    name.startsWith(`.${INDEX_FILE}.`) ||
+    name.startsWith(`.${LAYOUT_FILE}.`) ||
+    name === USERS_DIR ||
+    name.startsWith(REMOVED_PREFIX)
+  );
 }
 
 /** Only what createLayout writes before oci-layout: blobs/, and an index.json with nothing tagged. */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { execa } from 'execa';
@@ -95,6 +95,17 @@ describe('tags in one layout', () => {
     expect(again.exitCode, again.stderr).toBe(0);
     await execa('skopeo', ['inspect', `oci:${dir}:b`]);
   });
+
+  it('a kill as the lock of index.json is taken leaves no empty lock for others to wait on', async () => {
+    const dir = join(await tempDir('ckpt-tags-'), 'layout');
+    expect((await ckpt(['build', fixture('crio-counter.tar'), `oci:${dir}:a`, '--no-host-info'])).exitCode).toBe(0);
+    const strace = ['-f', '-o', '/dev/null', '-P', join(dir, 'index.json.lock'), '-e', 'inject=write:signal=SIGKILL'];
+    await execa('strace', [...strace, 'node', CKPT, 'copy', `oci:${dir}:a`, `oci:${dir}:b`], { reject: false });
+    // An empty lock would count as being written, and stall every writer for 30 s.
+    const lock = join(dir, 'index.json.lock');
+    expect(existsSync(lock) && (await readFile(lock)).length === 0).toBe(false);
+    expect((await ckpt(['copy', `oci:${dir}:a`, `oci:${dir}:c`])).exitCode).toBe(0);
+  }, 60_000);
 
   it('a copy to oci:DIR@DIGEST lists the image untagged, once, and umoci gc keeps it', async () => {
     const work = await tempDir('ckpt-tags-');
