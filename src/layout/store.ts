@@ -159,7 +159,8 @@ export class OciLayout implements Target {
     progressDesc: { mediaType: string; digest?: string; size?: number },
   ): Promise<void> {
     const ingestDir = join(this.dir, INGEST_DIR);
-    const temp = join(ingestDir, randomUUID());
+    // Named for this process, so that what a killed one left is known for a leftover (removeLeftovers).
+    const temp = join(ingestDir, `${HOLDER}.${randomUUID()}`);
     let bytes = 0;
     const report = options.onProgress;
     if (report) {
@@ -336,13 +337,16 @@ export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise
 
 /**
  * Deletes what a cleanup moved aside from the layout at `dir` and never deleted, its process having
- * died on the way (a second Ctrl-C): a whole layout's blobs, which nothing else would find. What a
- * running process moved aside, or a name that does not say who did, is left alone. Best effort.
+ * died on the way (a second Ctrl-C): a whole layout's blobs, which nothing else would find; and the
+ * blobs a killed process was writing. What a running process left, or a name that does not say who
+ * did, is left alone. Best effort.
  */
 async function removeLeftovers(dir: string): Promise<void> {
   const places: [string, string][] = [
     [dirname(dir), `.${basename(dir)}${REMOVED_PREFIX}`],
     [dir, REMOVED_PREFIX],
+    // Blobs a killed process was writing.
+    [join(dir, INGEST_DIR), ''],
   ];
   for (const [where, prefix] of places) {
     for (const name of await readdir(where).catch(() => [])) {
@@ -351,6 +355,8 @@ async function removeLeftovers(dir: string): Promise<void> {
       if (holder !== undefined && !isRunning(holder)) await rm(join(where, name), { recursive: true, force: true }).catch(() => undefined);
     }
   }
+  // An ingest area left empty goes, or the layout would look in use (removeUnusedLayout) for good.
+  await rmdir(join(dir, INGEST_DIR)).catch(() => undefined);
 }
 
 /** How many manifests index.json lists; 0 for an empty file (older versions wrote it in place), undefined when unreadable. */

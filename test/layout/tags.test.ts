@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { execa } from 'execa';
@@ -267,6 +267,24 @@ describe('a layout a failed build made', () => {
       expect(await leftovers()).toEqual([basename(live), basename(unnamed), basename(lookalike)].sort());
     });
   }
+
+  it('blobs a killed process was writing are deleted by the next one to open the layout', async () => {
+    const { dir, layout } = await layoutWithBlob();
+    await layout.close();
+    const exited = execa('true');
+    await exited;
+    const namespace = HOLDER.includes('@') ? `@${HOLDER.split('@')[1]}` : '';
+    const ingest = join(dir, '.ingest');
+    const dead = join(ingest, `${exited.pid ?? 0}${namespace}.${randomUUID()}`);
+    const live = join(ingest, `${HOLDER}.${randomUUID()}`);
+    await mkdir(ingest);
+    for (const file of [dead, live]) await writeFile(file, Buffer.alloc(1 << 20));
+    await (await OciLayout.open(dir, { create: true })).close();
+    expect(await readdir(ingest)).toEqual([basename(live)]);
+    await rm(live);
+    await (await OciLayout.open(dir, { create: true })).close();
+    expect(existsSync(ingest)).toBe(false);
+  });
 
   it('is left alone when half made', async () => {
     const dir = join(await tempDir('ckpt-tags-'), 'layout');
