@@ -47,7 +47,7 @@ export async function pull(sourceInput: string, destination: string, options: Pu
       const image = await resolveImage(target, referenceSelector(ref), options);
       const archive = destination.endsWith('.tar');
       const unpack = archive ? unpackToArchive : unpackToDirectory;
-      const result = await unpack(target, image.manifestDesc, destination, { ...options, manifest: image.manifest });
+      const result = await unpack(target, image.manifestDesc, destination, { ...options, manifest: image.manifest, checkpointImage: formatReference(ref) });
       return {
         source: formatReference(ref),
         descriptor: image.root,

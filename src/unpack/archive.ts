@@ -7,6 +7,7 @@ import type { Descriptor } from '../oci/schemas.js';
 import { type AddEntry, writeArchive } from './archive-writer.js';
 import { assertFileFree, assertParentDirectory, commitFile, removeAbandonedSiblings, removeQuietly, tempSibling } from './destination.js';
 import { extractLayers, type UnpackResult } from './directory.js';
+import { assertHoldsCheckpoint } from './holds-checkpoint.js';
 import { readLayer } from './layer.js';
 import { type NormalisedUnpackOptions, normaliseUnpackOptions, type UnpackOptions } from './options.js';
 import { planUnpack, type UnpackPlan } from './plan.js';
@@ -38,8 +39,19 @@ export async function unpackToArchive(
   const temp = tempSibling(path);
   const scratch = plan.order === 'stacked' ? tempSibling(path) : undefined;
   try {
-    const fill = scratch ? mergedEntries(target, plan, scratch, path, opts) : streamedEntries(target, plan, opts);
+    const entries = scratch ? mergedEntries(target, plan, scratch, path, opts) : streamedEntries(target, plan, opts);
+    // The files that went in, where the image must prove a checkpoint.
+    const files = new Set<string>();
+    const fill: typeof entries =
+      opts.checkpointImage === undefined
+        ? entries
+        : (add, signal) =>
+            entries(async (source, subject) => {
+              if (source.entry.type === 'file') files.add(source.entry.path);
+              await add(source, subject);
+            }, signal);
     const stats = await writeArchive(temp, plan.order === 'disjoint', opts.signal, fill);
+    if (opts.checkpointImage !== undefined) await assertHoldsCheckpoint((file) => files.has(file), opts.checkpointImage);
     await commitFile(temp, path);
     return { path, manifest: manifestDesc, layers: plan.layers.length, ...stats };
   } catch (err) {

@@ -1,5 +1,5 @@
-import { chmod, mkdir } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { chmod, lstat, mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { ReadOnlyTarget } from '../content/target.js';
 import { fromSystemError } from '../errors.js';
 import type { Descriptor } from '../oci/schemas.js';
@@ -12,6 +12,7 @@ import {
   removeQuietly,
   tempSibling,
 } from './destination.js';
+import { assertHoldsCheckpoint } from './holds-checkpoint.js';
 import { readLayer } from './layer.js';
 import { type NormalisedUnpackOptions, normaliseUnpackOptions, type UnpackOptions } from './options.js';
 import { mapLimited } from './parallel.js';
@@ -56,6 +57,9 @@ export async function unpackToDirectory(
   }
   try {
     const stats = await extractLayers(target, plan, temp, path, opts);
+    if (opts.checkpointImage !== undefined) {
+      await assertHoldsCheckpoint(async (file) => (await lstat(join(temp, file)).catch(() => undefined))?.isFile() === true, opts.checkpointImage);
+    }
     await chmod(temp, TREE_MODE);
     await commitDirectory(temp, path);
     return {

@@ -8,6 +8,11 @@ export interface UnpackOptions extends TransferOptions {
   concurrency?: number;
   /** The manifest of `manifestDesc`, already read and verified by the caller: it is not fetched again. */
   manifest?: Manifest;
+  /**
+   * The image's name, where it must be a checkpoint: one whose layers hold no CRIU inventory.img
+   * fails with NOT_CHECKPOINT and leaves nothing, instead of unpacking as a plain tree.
+   */
+  checkpointImage?: string;
 }
 
 export interface NormalisedUnpackOptions {
@@ -15,6 +20,7 @@ export interface NormalisedUnpackOptions {
   signal: AbortSignal | undefined;
   onProgress: TransferOptions['onProgress'];
   manifest: Manifest | undefined;
+  checkpointImage: string | undefined;
 }
 
 export const DEFAULT_CONCURRENCY = 4;
@@ -30,5 +36,5 @@ export function normaliseUnpackOptions(options: UnpackOptions): NormalisedUnpack
   if (!Number.isInteger(concurrency) || concurrency < 1) {
     throw new CkptError('USAGE', `concurrency must be a whole number of at least 1 (got ${concurrency})`);
   }
-  return { concurrency, signal: options.signal, onProgress: options.onProgress, manifest: options.manifest };
+  return { concurrency, signal: options.signal, onProgress: options.onProgress, manifest: options.manifest, checkpointImage: options.checkpointImage };
 }

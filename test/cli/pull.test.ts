@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { type RegistryServer, startRegistry } from '../helpers/registry.js';
 import { ckpt, extractFixture, fixture, tempDir, treeOf } from '../helpers/tree.js';
+import { buildImage } from '../unpack/helpers.js';
 
 async function expectSameTree(actual: string, expected: string): Promise<void> {
   const [a, e] = await Promise.all([treeOf(actual), treeOf(expected)]);
@@ -125,5 +126,20 @@ describe('ckpt pull', () => {
     const run = await ckpt(['pull', `${registry.host}/ckpt/counter:v1`, dest]);
     expect(run.exitCode).toBe(8);
     expect(await readdir(dest)).toEqual(['precious']);
+  });
+});
+
+describe('ckpt pull of an image that is not a checkpoint', () => {
+  it('is refused with exit 3 for a directory and a .tar, and leaves nothing; a copy to oci: takes it', async () => {
+    const work = await tempDir();
+    const layout = join(work, 'plain');
+    await buildImage(layout, [{ entries: [{ name: 'etc/', type: 'directory' }, { name: 'etc/hello.txt', body: 'hi' }] }], { tag: 'plain' });
+    for (const out of ['out', 'out.tar']) {
+      const run = await ckpt(['pull', `oci:${layout}:plain`, join(work, out)]);
+      expect(run.exitCode, run.stderr).toBe(3);
+      expect(run.stderr).toContain('not a checkpoint image');
+    }
+    expect((await readdir(work)).sort()).toEqual(['plain']);
+    expect((await ckpt(['pull', `oci:${layout}:plain`, `oci:${join(work, 'copy')}:plain`])).exitCode).toBe(0);
   });
 });

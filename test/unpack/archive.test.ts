@@ -91,6 +91,13 @@ describe('unpackToArchive', () => {
     expect(names.sort()).toEqual(['config.dump', 'spec.dump']);
   });
 
+  it('refuses, where a checkpoint is expected, an image without CRIU inventory, and leaves nothing behind', async () => {
+    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [{ entries: [{ name: 'hello.txt', body: 'hi' }] }]);
+    const err = await failure(unpackToArchive(layout, manifestDesc, join(work, 'out.tar'), { checkpointImage: 'oci:plain:latest' }));
+    expect(err.code).toBe('NOT_CHECKPOINT');
+    expect(await outputs()).toEqual([]);
+  });
+
   it('refuses a layer cut short (its digest correct) as CORRUPT_ARCHIVE, leaving nothing behind', async () => {
     const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
       { entries: [{ name: 'a', body: 'x'.repeat(4000) }, { name: 'b', body: 'y' }], truncate: 2048 },

@@ -244,6 +244,17 @@ describe('unpackToDirectory with hand-made images', () => {
     expect((await leftovers()).filter((name) => !name.startsWith('layout-'))).toEqual([]);
   });
 
+  it('refuses, where a checkpoint is expected, an image without CRIU inventory, and leaves nothing behind', async () => {
+    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [{ entries: [{ name: 'hello.txt', body: 'hi' }] }]);
+    const err = await failure(unpackToDirectory(layout, manifestDesc, join(work, 'out'), { checkpointImage: 'oci:plain:latest' }));
+    expect(err.code).toBe('NOT_CHECKPOINT');
+    expect(err.message).toBe('oci:plain:latest: not a checkpoint image: its layers hold no CRIU inventory.img');
+    expect(await leftovers()).toEqual([]);
+    // A checkpoint passes.
+    const ckpt = await buildImage(join(work, 'ckpt'), CHECKPOINT_LAYERS, { artifactType: CHECKPOINT_ARTIFACT_TYPE });
+    await unpackToDirectory(ckpt.layout, ckpt.manifestDesc, join(work, 'out'), { checkpointImage: 'oci:ckpt:latest' });
+  });
+
   it('refuses an image index (the caller resolves it to one manifest)', async () => {
     const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [{ entries: [{ name: 'f', body: 'x' }] }]);
     const err = await failure(unpackToDirectory(layout, { ...manifestDesc, mediaType: MediaType.imageIndex }, join(work, 'out')));
