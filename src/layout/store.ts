@@ -345,8 +345,9 @@ async function removeLeftovers(dir: string): Promise<void> {
   const places: [string, string][] = [
     [dirname(dir), `.${basename(dir)}${REMOVED_PREFIX}`],
     [dir, REMOVED_PREFIX],
-    // Blobs a killed process was writing.
+    // Blobs a killed process was writing, and the lock it was making.
     [join(dir, INGEST_DIR), ''],
+    [dir, `${LOCK_FILE}.`],
   ];
   for (const [where, prefix] of places) {
     for (const name of await readdir(where).catch(() => [])) {

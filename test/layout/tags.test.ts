@@ -268,7 +268,7 @@ describe('a layout a failed build made', () => {
     });
   }
 
-  it('blobs a killed process was writing are deleted by the next one to open the layout', async () => {
+  it('blobs and a lock a killed process was writing are deleted by the next one to open the layout', async () => {
     const { dir, layout } = await layoutWithBlob();
     await layout.close();
     const exited = execa('true');
@@ -279,8 +279,12 @@ describe('a layout a failed build made', () => {
     const live = join(ingest, `${HOLDER}.${randomUUID()}`);
     await mkdir(ingest);
     for (const file of [dead, live]) await writeFile(file, Buffer.alloc(1 << 20));
+    // A lock it was making, written but not yet linked into place.
+    const lock = join(dir, `index.json.lock.${exited.pid ?? 0}${namespace}.${randomUUID()}`);
+    await writeFile(lock, `${exited.pid ?? 0}\n`);
     await (await OciLayout.open(dir, { create: true })).close();
     expect(await readdir(ingest)).toEqual([basename(live)]);
+    expect(existsSync(lock)).toBe(false);
     await rm(live);
     await (await OciLayout.open(dir, { create: true })).close();
     expect(existsSync(ingest)).toBe(false);
