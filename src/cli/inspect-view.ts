@@ -47,6 +47,7 @@ export function inspectSummary(result: InspectResult): string {
     ['Restorable by', m.restorableBy.join(', ')],
   ];
   if (result.image) {
+    if (result.image.index) rows.push(['Index', result.image.index]);
     rows.push(
       ['Manifest', result.image.digest],
       ['Layers', `${result.image.layers.length}, ${bytes(result.image.size)}`],

@@ -21,6 +21,7 @@ export const InspectResultSchema = z.object({
   image: z
     .object({
       digest: z.string(),
+      index: z.string().optional().describe('the image index the reference names, where it is one (built with --compat containerd): its digest is the one to pull by'),
       mediaType: z.string(),
       artifactType: z.string().optional(),
       annotations: z.record(z.string(), z.string()),
@@ -102,7 +103,7 @@ async function describe(input: string, source: CheckpointSource, options: Inspec
   if (!(source instanceof ImageSource)) {
     return { source: input, kind: source.kind, metadata: await scan(source, options.signal) };
   }
-  const { manifest, manifestDesc } = source.image;
+  const { manifest, manifestDesc, root } = source.image;
   const annotations = manifest.annotations ?? {};
   const ours = manifest.artifactType === CHECKPOINT_ARTIFACT_TYPE;
   const layers = ours ? manifest.layers.filter((l) => l.annotations?.[CkptAnnotation.layer] === 'metadata') : manifest.layers;
@@ -112,6 +113,7 @@ async function describe(input: string, source: CheckpointSource, options: Inspec
     kind: 'image',
     image: {
       digest: manifestDesc.digest,
+      ...(root.digest !== manifestDesc.digest ? { index: root.digest } : {}),
       mediaType: manifestDesc.mediaType,
       artifactType: manifest.artifactType,
       annotations,

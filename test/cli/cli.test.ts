@@ -81,6 +81,18 @@ describe('ckpt build then inspect of the image', () => {
     expect(built.exitCode, built.stderr).toBe(0);
   });
 
+  it('names the index a containerd-style image is tagged by, beside its manifest', async () => {
+    const built = await ckpt(['build', fixture('containerd-counter.tar'), `oci:${layout}:ctrd`, '--compat', 'containerd', '-q']);
+    const index = built.stdout.trim();
+    const json = InspectResultSchema.parse(JSON.parse((await ckpt(['inspect', `oci:${layout}:ctrd`, '--json'])).stdout));
+    expect(json.image?.index).toBe(index);
+    expect(json.image?.digest).not.toBe(index);
+    expect((await ckpt(['inspect', `oci:${layout}:ctrd`])).stdout).toMatch(new RegExp(`^Index\\s+${index}$`, 'm'));
+    // A plain manifest has no index.
+    const plain = InspectResultSchema.parse(JSON.parse((await ckpt(['inspect', `oci:${layout}:counter`, '--json'])).stdout));
+    expect(plain.image && 'index' in plain.image).toBe(false);
+  });
+
   it('reads only the metadata layer: it works with the page and file-system layers gone', async () => {
     const { stdout: json } = await ckpt(['build', fixture('podman-counter.tar'), `oci:${layout}:counter`, '--json']);
     const built = JSON.parse(json) as { layers: Array<{ role: string; digest: string }> };
