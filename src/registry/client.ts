@@ -170,6 +170,7 @@ export class RegistryClient {
           ...(settings.clientCert ? { cert: settings.clientCert.cert, key: settings.clientCert.key } : {}),
         },
         connectTimeout: 30_000,
+        bodyTimeout: this.options.bodyTimeoutMs,
       });
       if (settings.httpFallback && !(await speaksTls(base, agent))) base = new URL(`http://${base.host}`);
       return { base, agent };

@@ -37,6 +37,12 @@ export interface RegistryOptions {
    * in flight, kept until acknowledged for resumption, and one read ahead). Default 8 MiB.
    */
   chunkSize?: number;
+  /**
+   * How long an answer's body may send nothing before the connection counts as broken (and the
+   * request is retried, a download resumed): a registry that stalls fails in about a minute, not
+   * after undici's five. Not while ckpt itself holds the reading back. Default 60 s.
+   */
+  bodyTimeoutMs?: number;
 }
 
 export interface ResolvedOptions {
@@ -46,10 +52,12 @@ export interface ResolvedOptions {
   retry: RetryPolicy;
   userAgent: string;
   chunkSize: number;
+  bodyTimeoutMs: number;
 }
 
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, minDelayMs: 250, maxDelayMs: 8_000, maxRetryAfterMs: 60_000 };
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+export const DEFAULT_BODY_TIMEOUT_MS = 60_000;
 
 export function resolveOptions(options: RegistryOptions = {}): ResolvedOptions {
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
@@ -64,6 +72,7 @@ export function resolveOptions(options: RegistryOptions = {}): ResolvedOptions {
     retry: { ...DEFAULT_RETRY, ...options.retry },
     userAgent: options.userAgent ?? 'ckpt-image/0.1',
     chunkSize,
+    bodyTimeoutMs: options.bodyTimeoutMs ?? DEFAULT_BODY_TIMEOUT_MS,
   };
 }
 

@@ -10,6 +10,7 @@ import type { AddressInfo, Socket } from 'node:net';
  *   - `drop-request`: read N bytes of the request body, then cut the connection; the registry sees nothing;
  *   - `cut-request`: pass N bytes of the request body on, then cut both connections;
  *   - `cut-response`: pass the answer on, cutting the connection after N bytes of its body;
+ *   - `stall-response`: pass the answer on, then send nothing more after N bytes of its body, the connection left open;
  *   - `corrupt`: flip one byte of the answer's body;
  *   - `answer`: answer with the given status (200), headers and body instead of the registry.
  * `skip` lets the first matches through, to hit, say, the third PATCH of an upload.
@@ -21,6 +22,7 @@ export type Fault =
   | { kind: 'drop-request'; afterBytes: number }
   | { kind: 'cut-request'; afterBytes: number }
   | { kind: 'cut-response'; afterBytes: number }
+  | { kind: 'stall-response'; afterBytes: number }
   | { kind: 'corrupt'; at?: number }
   | { kind: 'answer'; status?: number; headers: Record<string, string>; body: Buffer };
 
@@ -121,6 +123,11 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
           }
         }
         seen += chunk.length;
+        if (fault?.kind === 'stall-response' && seen > fault.afterBytes) {
+          res.write(out.subarray(0, out.length - (seen - fault.afterBytes)));
+          upstreamRes.destroy();
+          return;
+        }
         if (fault?.kind === 'cut-response' && seen > fault.afterBytes) {
           res.write(out.subarray(0, out.length - (seen - fault.afterBytes)), () => {
             upstreamRes.destroy();

@@ -215,6 +215,23 @@ describe('faults between ckpt and the registry', () => {
     expect(proxy.requests.filter((r) => r.method === 'GET').length).toBe(3);
   });
 
+  it('resumes a download whose registry stalls mid-body, once the body timeout passes', async () => {
+    await useProxy();
+    const { check } = repos();
+    const { bytes, desc } = blob(1_000_000);
+    await check.push(desc, Readable.from([bytes]));
+    const impatient = new RegistryClient(proxy.host, { plainHttp: true, bodyTimeoutMs: 300, retry: { attempts: 4, minDelayMs: 20, maxDelayMs: 100 } });
+    try {
+      const stall = proxy.add({ method: 'GET', url: /\/blobs\/sha256:/, fault: { kind: 'stall-response', afterBytes: 300_000 } });
+      const viaProxy = new RegistryRepository(impatient, check.repository);
+      expect((await collect(await viaProxy.fetch(desc))).equals(bytes)).toBe(true);
+      expect(stall.fired).toBe(1);
+      expect(proxy.requests.filter((r) => r.method === 'GET').length).toBe(2);
+    } finally {
+      await impatient.close();
+    }
+  });
+
   it('resumes a chunked upload whose connection broke before the registry saw the chunk', async () => {
     await useProxy();
     const { viaProxy, check } = repos();
