@@ -1,8 +1,10 @@
 import { type BigIntStats, readlinkSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
-import { link, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError } from '../errors.js';
+import { createWhole } from '../fs/create-whole.js';
 
 /** A lock this old is left over: index.json is read, changed and replaced in milliseconds. */
 const STALE_MS = 30_000;
@@ -40,18 +42,11 @@ function identity(info: BigIntStats): string {
  * when its maker is killed at that moment.
  */
 async function create(path: string): Promise<string | undefined> {
-  const temp = `${path}.${HOLDER}.${randomUUID()}`;
   try {
-    await writeFile(temp, `${HOLDER}\n`, { flag: 'wx' });
-    try {
-      await link(temp, path);
-    } finally {
-      await rm(temp, { force: true });
-    }
+    if (!(await createWhole(path, `${HOLDER}\n`, `${path}.${ownedName()}`))) return undefined;
     // After the temporary name is gone: that changes the file's ctime, part of its identity.
     return identity(await stat(path, { bigint: true }));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
     throw fromSystemError(err, path, true);
   }
 }
@@ -100,6 +95,26 @@ const PID_NAMESPACE = (() => {
 
 /** This process, as locks and marks name it: `<pid>` and, where known, `@<pid namespace>`. */
 export const HOLDER = PID_NAMESPACE ? `${process.pid}@${PID_NAMESPACE}` : String(process.pid);
+
+/** What follows a prefix in an ownedName(): the holder, captured, and a uuid. */
+const OWNED_RE = /^(\d+(?:@\d+)?)\.[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+
+/** A name for what this process writes and may leave behind if killed: `<HOLDER>.<uuid>`. */
+export function ownedName(): string {
+  return `${HOLDER}.${randomUUID()}`;
+}
+
+/**
+ * Deletes the entries of `where` named `<prefix><ownedName()>` whose process is gone: what a killed
+ * process left. Only names of exactly that making (a user's `<prefix>backup` stays), and never what
+ * a running process, or one in another pid namespace, holds. Best effort.
+ */
+export async function removeOrphans(where: string, prefix: string): Promise<void> {
+  for (const name of await readdir(where).catch(() => [])) {
+    const holder = name.startsWith(prefix) ? OWNED_RE.exec(name.slice(prefix.length))?.[1] : undefined;
+    if (holder !== undefined && !isRunning(holder)) await rm(join(where, name), { recursive: true, force: true }).catch(() => undefined);
+  }
+}
 
 /**
  * Whether the process a HOLDER names is running. One in another pid namespace (ckpt in another

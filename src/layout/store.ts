@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { WriteStream } from 'node:fs';
-import { type FileHandle, link, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -11,7 +11,8 @@ import { digestParts, isDigest } from '../oci/digest.js';
 import { Annotation, MediaType } from '../oci/mediatypes.js';
 import { type Descriptor, IndexSchema, type Index, LayoutMarkerSchema, parseJson } from '../oci/schemas.js';
 import { inVanishingDir } from '../fs/vanishing-dir.js';
-import { HOLDER, isRunning, withLockFile } from './lock-file.js';
+import { ownedName, removeOrphans, withLockFile } from './lock-file.js';
+import { createWhole } from '../fs/create-whole.js';
 import { USERS_DIR, hasUsers, markUser, unmarkUser } from './users.js';
 
 const LAYOUT_FILE = 'oci-layout';
@@ -23,8 +24,6 @@ const LOCK_FILE = `${INDEX_FILE}.lock`;
  * `.removed.<HOLDER>.<random>`, so that another process can tell what a crash left.
  */
 const REMOVED_PREFIX = '.removed.';
-/** What follows REMOVED_PREFIX: `<pid>[@<pid namespace>].<uuid>`, the holder captured. */
-const ASIDE_REST = /^(\d+(?:@\d+)?)\.[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 /** Blobs are written here first and renamed into blobs/ once complete and verified. */
 const INGEST_DIR = '.ingest';
 /** What a layout holds while it is being made, before its oci-layout file. */
@@ -160,7 +159,7 @@ export class OciLayout implements Target {
   ): Promise<void> {
     const ingestDir = join(this.dir, INGEST_DIR);
     // Named for this process, so that what a killed one left is known for a leftover (removeLeftovers).
-    const temp = join(ingestDir, `${HOLDER}.${randomUUID()}`);
+    const temp = join(ingestDir, ownedName());
     let bytes = 0;
     const report = options.onProgress;
     if (report) {
@@ -319,7 +318,7 @@ export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise
   const used = async () =>
     (await hasUsers(dir)) || (await stat(join(dir, INGEST_DIR)).then(() => true, () => false)) || (await tagCount(dir)) !== 0;
   // A mount point, say, stays: what it holds goes aside inside it, where nothing looks.
-  const name = `${REMOVED_PREFIX}${HOLDER}.${randomUUID()}`;
+  const name = `${REMOVED_PREFIX}${ownedName()}`;
   const aside = keepDir ? join(dir, name) : join(dirname(dir), `.${basename(dir)}${name}`);
   let moved = false;
   await withLockFile(join(dir, LOCK_FILE), async () => {
@@ -349,13 +348,8 @@ async function removeLeftovers(dir: string): Promise<void> {
     [join(dir, INGEST_DIR), ''],
     [dir, `${LOCK_FILE}.`],
   ];
-  for (const [where, prefix] of places) {
-    for (const name of await readdir(where).catch(() => [])) {
-      // Only names of exactly our making: a sibling layout called `<name>.removed.x` keeps its own.
-      const holder = name.startsWith(prefix) ? ASIDE_REST.exec(name.slice(prefix.length))?.[1] : undefined;
-      if (holder !== undefined && !isRunning(holder)) await rm(join(where, name), { recursive: true, force: true }).catch(() => undefined);
-    }
-  }
+  // Only names of exactly our making: a sibling layout called `<name>.removed.x` keeps its own.
+  for (const [where, prefix] of places) await removeOrphans(where, prefix);
   // An ingest area left empty goes, or the layout would look in use (removeUnusedLayout) for good.
   await rmdir(join(dir, INGEST_DIR)).catch(() => undefined);
 }
@@ -380,17 +374,8 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
     await mkdir(join(into, 'blobs', 'sha256'), { recursive: true });
     const files = { [INDEX_FILE]: { schemaVersion: 2, mediaType: MediaType.imageIndex, manifests: [] }, [LAYOUT_FILE]: { imageLayoutVersion: '1.0.0' } };
     for (const [name, content] of Object.entries(files)) {
-      // Written whole under another name, then linked into place: never over a file another
-      // process wrote (its index may already hold a tag), and never seen empty, even after a kill.
-      const temp = join(into, `.${name}.${randomUUID()}`);
-      await writeFile(temp, JSON.stringify(content), { flag: 'wx' });
-      try {
-        await link(temp, join(into, name)).catch((err: NodeJS.ErrnoException) => {
-          if (err.code !== 'EEXIST') throw err;
-        });
-      } finally {
-        await rm(temp, { force: true });
-      }
+      // Never over a file another process wrote (its index may already hold a tag), never seen empty.
+      await createWhole(join(into, name), JSON.stringify(content), join(into, `.${name}.${randomUUID()}`));
     }
   };
   if (state === 'empty') return fill(dir);

@@ -1,16 +1,15 @@
-import { randomBytes } from 'node:crypto';
 import { link, lstat, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CkptError, fromSystemError } from '../errors.js';
-import { HOLDER, isRunning } from '../layout/lock-file.js';
+import { ownedName, removeOrphans } from '../layout/lock-file.js';
 
 /**
  * Where a pull writes before its output is complete: a hidden sibling of the destination, so that
- * the final rename stays on one file system and is atomic. It names this process (HOLDER), so that
+ * the final rename stays on one file system and is atomic. It names this process (ownedName), so that
  * one left by a pull that was killed can be recognised and removed (removeAbandonedSiblings).
  */
 export function tempSibling(dest: string): string {
-  return join(dirname(dest), `${siblingPrefix(dest)}${HOLDER}.${randomBytes(6).toString('hex')}`);
+  return join(dirname(dest), `${siblingPrefix(dest)}${ownedName()}`);
 }
 
 function siblingPrefix(dest: string): string {
@@ -23,18 +22,7 @@ function siblingPrefix(dest: string): string {
  * process is gone, in this pid namespace; best effort.
  */
 export async function removeAbandonedSiblings(dest: string): Promise<void> {
-  const prefix = siblingPrefix(dest);
-  let names: string[];
-  try {
-    names = await readdir(dirname(dest));
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    if (!name.startsWith(prefix)) continue;
-    const holder = name.slice(prefix.length, name.lastIndexOf('.'));
-    if (holder && !isRunning(holder)) await removeQuietly(join(dirname(dest), name));
-  }
+  await removeOrphans(dirname(dest), siblingPrefix(dest));
 }
 
 /** The directory to write into must exist: a pull creates its output, not the folders above it. */

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { chmod, cp, mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -67,8 +68,8 @@ describe('unpackToDirectory with the Podman fixture image', () => {
     const child = spawn('true');
     await once(child, 'exit');
     const namespace = HOLDER.includes('@') ? `@${HOLDER.split('@')[1]}` : '';
-    const abandoned = join(work, `.out.ckpt-${child.pid}${namespace}.0123456789ab`);
-    const running = join(work, `.out.ckpt-${HOLDER}.ba9876543210`);
+    const abandoned = join(work, `.out.ckpt-${child.pid}${namespace}.${randomUUID()}`);
+    const running = join(work, `.out.ckpt-${HOLDER}.${randomUUID()}`);
     for (const dir of [abandoned, running]) await mkdir(join(dir, 'checkpoint'), { recursive: true });
     const layout = await OciLayout.open(FIXTURE_LAYOUT);
     await unpackToDirectory(layout, await layout.resolve(FIXTURE_TAG), join(work, 'out'));
