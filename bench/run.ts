@@ -526,11 +526,36 @@ function processCpuSeconds(pid: number | undefined): number | undefined {
 }
 
 /** Records one sample; a failure is recorded on the measure and does not stop the run. */
-async function sample(m: Measure, f: () => Promise<Sample>): Promise<Sample | undefined> {
+/**
+ * Reads files, and every file under directories, once. This VM drops page cache within minutes
+ * (its balloon takes memory back), so a checkpoint written earlier in the run may be read from
+ * disk by one tool and from memory by the next: every measure starts with its input cached, as
+ * just after CRIU wrote it (and, for pulls, with the registry's blobs cached).
+ */
+async function warm(paths: string[]): Promise<void> {
+  if (paths.length > 0) await run('sh', ['-c', 'find "$@" -type f -exec cat {} + >/dev/null', 'warm', ...paths]);
+}
+
+/** `host:port/name:tag` → `name`. */
+function repositoryOf(reference: string): string {
+  const path = reference.slice(reference.indexOf('/') + 1);
+  return path.slice(0, path.lastIndexOf(':'));
+}
+
+/** The blob files of a repository in the bench registry's storage: what a pull of it reads. */
+function registryBlobs(repository: string): string[] {
+  const v2 = join(WORK, 'registry', 'data', 'docker', 'registry', 'v2');
+  const layers = join(v2, 'repositories', repository, '_layers', 'sha256');
+  if (!existsSync(layers)) return [];
+  return readdirSync(layers).map((hex) => join(v2, 'blobs', 'sha256', hex.slice(0, 2), hex, 'data'));
+}
+
+async function sample(m: Measure, f: () => Promise<Sample>, inputs: string[] = []): Promise<Sample | undefined> {
   try {
     // What the previous tool wrote (buildah's storage, a pulled tree, the registry's blobs) is
     // written back now, not during this measure.
     await run('sync', []);
+    await warm(inputs);
     const registryBefore = processCpuSeconds(registryPid);
     const s = await f();
     const registryAfter = processCpuSeconds(registryPid);
@@ -671,28 +696,28 @@ async function main(): Promise<void> {
           await sample(measure(`push-${comp}`, `ckpt push --compression ${comp}`, 'ckpt'), async () => {
             const x = await ckpt(['push', tarA, `${R}/ckpt-${comp}-r${r}:bench`, '--compression', comp, '--no-cache', '--json']);
             return { seconds: x.seconds, rssKb: x.rssKb, cpuSeconds: x.cpuSeconds, layerBytes: layerBytes(x.stdout) };
-          });
+          }, [tarA]);
         }
         // At ckpt's level, and at zstd's own default (3), which the issue names.
         await sample(measure('zstd', `zstd -T2 -${ZSTD_LEVEL} of the tar (ckpt's level)`, 'bound'), async () => {
           const x = await sh(`zstd -q -T2 -${ZSTD_LEVEL} -c ${tarA} > /dev/null`);
           return { seconds: x.seconds, cpuSeconds: x.cpuSeconds };
-        });
+        }, [tarA]);
         await sample(measure('zstd-default', 'zstd -T2 of the tar (its default level 3)', 'bound'), async () => {
           const x = await sh(`zstd -q -T2 -c ${tarA} > /dev/null`);
           return { seconds: x.seconds, cpuSeconds: x.cpuSeconds };
-        });
+        }, [tarA]);
         // The digests an image needs (the tar's, for the diff_id, and the blob's), with the same
         // OpenSSL sha256 Node uses: part of the floor below.
         await sample(measure('sha256', 'openssl sha256 of the tar', 'bound'), async () => {
           const x = await sh(`openssl dgst -sha256 ${tarA} > /dev/null`);
           return { seconds: x.seconds, cpuSeconds: x.cpuSeconds };
-        });
+        }, [tarA]);
         await sample(measure('curl', 'curl upload of the tar as one blob', 'bound'), async () => {
           const x = await sh(`${curlUpload(R, `curl-r${r}`)}
             up ${tarA} ${digestA}`);
           return { seconds: x.seconds, cpuSeconds: x.cpuSeconds };
-        });
+        }, [tarA]);
         // All layers at once, as ckpt sends them: how long the registry takes to receive,
         // hash and store those bytes when nothing else has to be done.
         await sample(measure('curl-zstd', "curl upload of ckpt's zstd layers, all at once", 'bound'), async () => {
@@ -700,7 +725,7 @@ async function main(): Promise<void> {
             ${zstdLayers.map((l) => `up ${l.file} ${l.digest} &`).join('\n')}
             for job in $(jobs -p); do wait "$job"; done`);
           return { seconds: x.seconds, cpuSeconds: x.cpuSeconds };
-        });
+        }, zstdLayers.map((l) => l.file));
         if (root) {
           await sample(measure('recipe', 'buildah recipe (from, add, config, commit, push)', 'alternative'), async () => {
             const x = await root.exec(`
@@ -713,7 +738,7 @@ async function main(): Promise<void> {
               mark t1
               buildah rm "$c" >/dev/null; buildah rmi -f localhost/bench-recipe:r${r} >/dev/null`);
             return { seconds: x.seconds };
-          });
+          }, [tarA]);
           await sample(measure('oras-push', 'oras push of the directory', 'alternative'), async () => {
             const dir = rel(dirA);
             const x = await root.exec(`
@@ -722,7 +747,7 @@ async function main(): Promise<void> {
               oras push --plain-http ${R}/oras-r${r}:bench ${dir.slice(dir.lastIndexOf('/') + 1)} >/dev/null
               mark t1`);
             return { seconds: x.seconds };
-          });
+          }, [dirA]);
         }
       }
     }
@@ -752,7 +777,7 @@ async function main(): Promise<void> {
             rmSync(out, { recursive: true, force: true });
             if (got < a.memoryBytes) throw new Error(`ckpt pull wrote ${got} bytes, fewer than the ${a.memoryBytes} of memory`);
             return { seconds: x.seconds, rssKb: x.rssKb, cpuSeconds: x.cpuSeconds };
-          });
+          }, registryBlobs(repositoryOf(image)));
           await sample(measure('pull-tar', 'ckpt pull to an archive (.tar)', 'ckpt'), async () => {
             const out = join(pullDir, `out-r${r}.tar`);
             const x = await ckpt(['pull', image, out]);
@@ -760,7 +785,7 @@ async function main(): Promise<void> {
             rmSync(out, { force: true });
             if (got < a.memoryBytes) throw new Error(`ckpt pull wrote a ${got}-byte archive, smaller than the ${a.memoryBytes} of memory`);
             return { seconds: x.seconds, rssKb: x.rssKb, cpuSeconds: x.cpuSeconds };
-          });
+          }, registryBlobs(repositoryOf(image)));
         }
         if (root) {
           await sample(measure('podman-pull', 'podman pull (same image)', 'alternative'), async () => {
@@ -771,7 +796,7 @@ async function main(): Promise<void> {
               mark t1
               podman rmi -f ${image} >/dev/null`);
             return { seconds: x.seconds };
-          });
+          }, registryBlobs(repositoryOf(image)));
           if (orasImage) {
             await sample(measure('oras-pull', 'oras pull (its own push of the directory)', 'alternative'), async () => {
               const x = await root.exec(`
@@ -781,7 +806,7 @@ async function main(): Promise<void> {
                 mark t1
                 rm -rf pull/oras-r${r}`);
               return { seconds: x.seconds };
-            });
+            }, registryBlobs(repositoryOf(orasImage)));
           }
         }
       }
@@ -790,10 +815,12 @@ async function main(): Promise<void> {
     // -- profiles of the slow paths: one more push and pull each, under --cpu-prof ----------------
     if (ONLY.has('profile')) {
       log('== profiles');
+      await warm([tarA]);
       profiles.push(await profiled(`push-zstd-${sizeLabel(SIZE)}`, ['push', tarA, `${R}/profile:bench`, '--no-cache']));
       if (hasPull) {
         const out = join(WORK, 'profile-pull-out');
         rmSync(out, { recursive: true, force: true });
+        await warm(registryBlobs(repositoryOf(image)));
         profiles.push(await profiled(`pull-dir-${sizeLabel(SIZE)}`, ['pull', image, out]));
         rmSync(out, { recursive: true, force: true });
       }
@@ -807,14 +834,14 @@ async function main(): Promise<void> {
       await sample(measure('push-cached-first', 'ckpt push zstd, first time with the cache', 'ckpt'), async () => {
         const x = await ckpt(['push', tarA, `${R}/cached:bench`, '--json'], { CKPT_CACHE_DIR: cacheDir });
         return { seconds: x.seconds, rssKb: x.rssKb, cpuSeconds: x.cpuSeconds, layerBytes: layerBytes(x.stdout) };
-      });
+      }, [tarA]);
       for (let r = 1; r <= RUNS; r++) {
         await sample(measure('repush', 'ckpt push of the unchanged checkpoint again', 'ckpt'), async () => {
           proxy.reset();
           const x = await ckpt(['push', tarA, `${P}/cached:bench`, '--json'], { CKPT_CACHE_DIR: cacheDir });
           const c = proxy.reset();
           return { seconds: x.seconds, rssKb: x.rssKb, cpuSeconds: x.cpuSeconds, upBytes: c.up, blobUpBytes: c.blobUp, downBytes: c.down };
-        });
+        }, [tarA]);
       }
       for (let r = 1; r <= RUNS; r++) {
         const cache = join(WORK, 'cache', `inc-r${r}`);
@@ -825,7 +852,7 @@ async function main(): Promise<void> {
           const x = await ckpt(['push', b.tar ?? '', `${P}/inc-r${r}:b`, '--json'], { CKPT_CACHE_DIR: cache });
           const c = proxy.reset();
           return { seconds: x.seconds, rssKb: x.rssKb, cpuSeconds: x.cpuSeconds, upBytes: c.up, blobUpBytes: c.blobUp, downBytes: c.down, layerBytes: layerBytes(x.stdout) };
-        });
+        }, [b.tar ?? '']);
         rmSync(cache, { recursive: true, force: true });
       }
     }
@@ -858,11 +885,11 @@ async function main(): Promise<void> {
         await sample(measure(`push-zstd-${label}`, `ckpt push --compression zstd, ${label}`, 'ckpt', size), async () => {
           const x = await ckpt(['push', big.tar ?? '', ref, '--no-cache', '--json']);
           return { seconds: x.seconds, rssKb: x.rssKb, cpuSeconds: x.cpuSeconds, layerBytes: layerBytes(x.stdout) };
-        });
+        }, [big.tar ?? '']);
         await sample(measure(`zstd-${label}`, `zstd -T2 -${ZSTD_LEVEL} of the tar, ${label}`, 'bound', size), async () => {
           const x = await sh(`zstd -q -T2 -${ZSTD_LEVEL} -c ${big.tar} > /dev/null`);
           return { seconds: x.seconds, cpuSeconds: x.cpuSeconds };
-        });
+        }, [big.tar ?? '']);
         if (hasPull) {
           await sample(measure(`pull-dir-${label}`, `ckpt pull to a directory, ${label}`, 'ckpt', size), async () => {
             const out = join(WORK, 'pull', `rss-dir`);
@@ -870,14 +897,14 @@ async function main(): Promise<void> {
             const x = await ckpt(['pull', ref, out]);
             rmSync(out, { recursive: true, force: true });
             return { seconds: x.seconds, rssKb: x.rssKb, cpuSeconds: x.cpuSeconds };
-          });
+          }, registryBlobs(repositoryOf(ref)));
           await sample(measure(`pull-tar-${label}`, `ckpt pull to an archive, ${label}`, 'ckpt', size), async () => {
             const out = join(WORK, 'pull', `rss.tar`);
             rmSync(out, { force: true });
             const x = await ckpt(['pull', ref, out]);
             rmSync(out, { force: true });
             return { seconds: x.seconds, rssKb: x.rssKb, cpuSeconds: x.cpuSeconds };
-          });
+          }, registryBlobs(repositoryOf(ref)));
         }
       }
     }
