@@ -49,7 +49,11 @@ export interface ImageAnnotations {
   manifest: Record<string, string>;
   /** Present when the containerd family is wanted: containerd reads the index at the tag. */
   index?: Record<string, string>;
-  /** Mirrors the main annotations in the image config's labels. */
+  /**
+   * The manifest's annotations again, as the image config's labels: runtimes key images by config
+   * digest (Podman's image ID, CRI's grouping), so images that differ only in annotations (another
+   * `--compat`, a user annotation) must not share a config.
+   */
   labels: Record<string, string>;
 }
 
@@ -176,6 +180,29 @@ export function assertUserAnnotations(user: Record<string, string> = {}): void {
   }
 }
 
+/** The keys each runtime recognises a checkpoint image by (FORMATS.md, section 2). */
+const RECOGNISED_BY: Record<Family, string[]> = {
+  crio: [`${CRIO_PREFIX}name`],
+  podman: [`${PODMAN_PREFIX}name`, `${PODMAN_PREFIX}runtime.name`],
+  containerd: [`${CRIU_PREFIX}container.name`],
+};
+
+/**
+ * A family asked for by name that the checkpoint cannot fill (a raw `criu dump` has no container
+ * name, so no runtime would recognise it) is refused rather than written as keys no one reads.
+ */
+function assertRecognisable(compat: Exclude<Compat, 'auto'>, annotations: Record<string, string>): void {
+  for (const family of familiesFor(compat, 'criu')) {
+    const missing = RECOGNISED_BY[family].filter((key) => !annotations[key]);
+    if (missing.length > 0) {
+      throw new CkptError(
+        'USAGE',
+        `--compat ${compat}: this checkpoint has no value for ${missing.join(', ')}, by which ${family} recognises a checkpoint image (a raw CRIU dump restores only with criu restore)`,
+      );
+    }
+  }
+}
+
 /**
  * Every annotation of a checkpoint image: the families the chosen runtimes read, the full
  * org.criu.checkpoint.* set, the OCI predefined keys, ours, then the user's (which win).
@@ -202,10 +229,12 @@ export function imageAnnotations(
     ...ckptKeys(meta),
     ...user,
   };
-  const labels = Object.fromEntries(Object.entries({ ...criu, ...ckptKeys(meta) }).filter(([, v]) => v !== ''));
+  const index = families.includes('containerd') ? { ...oci, ...criu, ...user } : undefined;
+  if (compat !== 'auto') assertRecognisable(compat, { ...manifest, ...index });
+  const labels = Object.fromEntries(Object.entries(manifest).filter(([, v]) => v !== ''));
   return {
     manifest,
-    index: families.includes('containerd') ? { ...oci, ...criu, ...user } : undefined,
+    index,
     labels,
   };
 }

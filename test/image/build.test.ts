@@ -191,6 +191,33 @@ describe('compression, compat and annotations', () => {
     });
   });
 
+  it('gives images that differ only in annotations configs of their own (Podman and CRI key images by config)', async () => {
+    const layout = join(await tempDir(), 'layout');
+    const configOf = async (tag: string, options: Parameters<typeof build>[2]) => {
+      const result = await build(fixture('podman-counter.tar'), `oci:${layout}:${tag}`, { hostInfo: false, ...options });
+      return result.config.digest;
+    };
+    const digests = [
+      await configOf('auto', {}),
+      await configOf('crio', { compat: 'crio' }),
+      await configOf('team', { annotations: { 'org.example.team': 'payments' } }),
+    ];
+    expect(new Set(digests).size).toBe(3);
+    const { stdout } = await execa('skopeo', ['inspect', '--config', `oci:${layout}:crio`]);
+    expect(JSON.parse(stdout).config.Labels).toMatchObject({ 'io.kubernetes.cri-o.annotations.checkpoint.name': 'counter' });
+  });
+
+  it('refuses --compat for a runtime whose keys a raw CRIU dump cannot fill', async () => {
+    for (const compat of ['crio', 'podman', 'containerd', 'all'] as const) {
+      const layout = join(await tempDir(), 'layout');
+      await expect(build(fixture('criu-raw-shell'), `oci:${layout}:raw`, { hostInfo: false, compat })).rejects.toMatchObject({
+        code: 'USAGE',
+        message: expect.stringContaining('criu restore'),
+      });
+      expect(existsSync(layout)).toBe(false);
+    }
+  });
+
   it('rebuilds an existing checkpoint image (Podman --create-image) into the ckpt format', async () => {
     const layout = join(await tempDir(), 'layout');
     const source = await openCheckpoint(`oci:${fixture('podman-image-layout')}:counter-ckpt`);
