@@ -105,6 +105,14 @@ function definedOnly<T extends object>(value: T | undefined): T | undefined {
 }
 
 /**
+ * A file time to the second, as a tar keeps it: a raw dump read from its directory, from an
+ * archive of it or from its image then says the same time, and gives the same digests.
+ */
+function wholeSeconds(time: Date | undefined): string | undefined {
+  return time && new Date(Math.floor(time.getTime() / 1000) * 1000).toISOString();
+}
+
+/**
  * Turns what a scan found into the checkpoint's description. `subject` names the checkpoint in
  * errors: a tree without CRIU's inventory is not a checkpoint; broken metadata files are refused.
  */
@@ -152,7 +160,7 @@ export function interpretScan(scan: ScanResult, subject: string): CheckpointMeta
     runtime,
     command: spec?.process?.args,
     created: str(config?.createdTime),
-    checkpointed: str(config?.checkpointedTime) ?? scan.inventoryTime?.toISOString(),
+    checkpointed: str(config?.checkpointedTime) ?? wholeSeconds(scan.inventoryTime),
     architecture: rootCore?.architecture ?? (logInfo.arch ? goArch(logInfo.arch) : undefined),
     criu: definedOnly({ version: logInfo.criuVersion, imageVersion: inventory.imgVersion, runId: inventory.dumpCriuRunId }) ?? {},
     dumpHost: definedOnly({

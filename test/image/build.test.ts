@@ -68,6 +68,21 @@ describe('build from every fixture into an OCI layout', () => {
     await expectSameTree(rootfs, dir);
   });
 
+  it('a raw dump gives the same image from its directory, its archive and its own image', async () => {
+    // The checkpoint time of a raw dump is inventory.img's mtime, which only a directory has to the millisecond.
+    const dir = join(await tempDir(), 'raw');
+    await execa('cp', ['-r', fixture('criu-raw-shell'), dir]);
+    await utimes(join(dir, 'inventory.img'), 1767225605.395, 1767225605.395);
+    const archive = `${dir}.tar`;
+    await execa('tar', ['-cf', archive, '-C', dir, '.']);
+    const fromDir = await build(dir, `oci:${layout}:raw-dir`, { hostInfo: false });
+    expect(fromDir.metadata.checkpointed).toBe('2026-01-01T00:00:05.000Z');
+    const fromImage = await build(`oci:${layout}:raw-dir`, `oci:${layout}:raw-image`, { hostInfo: false });
+    expect(fromImage.descriptor.digest).toBe(fromDir.descriptor.digest);
+    const fromArchive = await build(archive, `oci:${layout}:raw-archive`, { hostInfo: false });
+    expect(fromArchive.metadata.checkpointed).toBe(fromDir.metadata.checkpointed);
+  });
+
   it('keeps several tags in one layout and adds to it', async () => {
     const layoutStore = await OciLayout.open(layout);
     expect(await layoutStore.tags()).toEqual(expect.arrayContaining(['podman-counter-tar', 'crio-counter-tar', 'criu-raw-shell']));
