@@ -1,4 +1,5 @@
-import { readFile, stat } from 'node:fs/promises';
+import { constants, type BigIntStats } from 'node:fs';
+import { access, readFile, stat } from 'node:fs/promises';
 import { arch, hostname, release } from 'node:os';
 import { join } from 'node:path';
 import type { Engine, HostInfo } from './schemas.js';
@@ -32,14 +33,21 @@ interface Version {
 
 const NOT_ASKED: Version = { failed: false };
 
+/**
+ * Runs only a program found on the PATH: Node sends the kill of a child that failed to spawn to
+ * pid 0, the caller's whole process group (its shell, its CI job), and a build that fails while
+ * these run kills them. Not installed is a fact about the node; timed out or failed is not.
+ */
 async function versionOf(program: string, signal?: AbortSignal): Promise<Version> {
+  const found = await findProgram(program);
+  if (!found) return { failed: false };
   try {
     // Loaded here: a re-push that finds its host facts unchanged never pays for it.
     const { execa } = await import('execa');
-    const result = await execa(program, ['--version'], { reject: false, timeout: 5000, cancelSignal: signal });
+    // cleanup: ckpt's own signal handlers end these; execa's would raise the signal again.
+    const result = await execa(found.path, ['--version'], { reject: false, timeout: 5000, cancelSignal: signal, cleanup: false });
     if (result.exitCode === 0) return { line: result.stdout.split('\n')[0]?.trim() || undefined, failed: false };
-    // Not installed is a fact about the node; timed out or failed is not.
-    return { failed: result.code !== 'ENOENT' };
+    return { failed: true };
   } catch {
     return { failed: true };
   }
@@ -88,17 +96,27 @@ function programsFor(engine: Engine, runtime: string | undefined) {
   };
 }
 
-/** Where a program is on the PATH and which build of it this is, without running it. */
-async function programIdentity(program: string): Promise<string> {
+/** The file a program's name means on the PATH, as a shell would run it. */
+async function findProgram(program: string): Promise<{ path: string; info: BigIntStats } | undefined> {
   for (const dir of (process.env.PATH ?? '').split(':').filter(Boolean)) {
+    const path = join(dir, program);
     try {
-      const info = await stat(join(dir, program), { bigint: true });
-      if (info.isFile()) return `${dir}/${program} ${info.ino} ${info.size} ${info.mtimeNs}`;
+      const info = await stat(path, { bigint: true });
+      if (info.isFile()) {
+        await access(path, constants.X_OK);
+        return { path, info };
+      }
     } catch {
-      // Not in this directory.
+      // Not in this directory, or not runnable here.
     }
   }
-  return `${program} missing`;
+  return undefined;
+}
+
+/** Where a program is on the PATH and which build of it this is, without running it. */
+async function programIdentity(program: string): Promise<string> {
+  const found = await findProgram(program);
+  return found ? `${found.path} ${found.info.ino} ${found.info.size} ${found.info.mtimeNs}` : `${program} missing`;
 }
 
 /**

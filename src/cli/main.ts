@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { setFlagsFromString } from 'node:v8';
-import { Command } from 'commander';
-import { ExitCode } from '../errors.js';
+import { Command, CommanderError } from 'commander';
+import { CkptError, ExitCode } from '../errors.js';
 import { reportError } from './errors.js';
 import { registerBuild } from './commands/build.js';
 import { registerCopy } from './commands/copy.js';
@@ -34,10 +34,10 @@ export function program(signal: AbortSignal): Command {
   const cli = new Command('ckpt')
     .description('Turn CRIU container checkpoints into OCI images, and back.')
     .version(process.env.npm_package_version ?? '0.1.0')
-    .showHelpAfterError()
     .addHelpText('after', EXIT_CODES_HELP)
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    // Commander's complaints are reported as every failure is, in one line (usageError).
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: () => undefined });
   registerBuild(cli, signal);
   registerPush(cli, signal);
   registerPull(cli, signal);
@@ -59,6 +59,13 @@ function dropOutputToClosedPipe(stream: NodeJS.WriteStream): void {
   });
 }
 
+/** A complaint of Commander's, naming the command it is about. */
+function usageError(err: CommanderError, cli: Command, argv: string[]): CkptError {
+  const command = cli.commands.find((c) => argv.includes(c.name()))?.name();
+  const what = err.message.replace(/^error: /, '');
+  return new CkptError('USAGE', `${what} (see ckpt ${command ? `${command} ` : ''}--help)`, { subject: command });
+}
+
 /** Runs the CLI and resolves to the exit code; the binary exits with it. */
 export async function run(argv: string[]): Promise<number> {
   const controller = new AbortController();
@@ -67,24 +74,30 @@ export async function run(argv: string[]): Promise<number> {
   const onSignal = () => controller.abort();
   // SIGHUP too: a closed terminal or a dropped SSH session must clean up as Ctrl-C does.
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  for (const name of signals) process.once(name, onSignal);
+  // Kept for the whole command (not once): a second signal must not find Node's default, which
+  // ends the process before the cleanup, nor let a library's handler think it is alone and raise it again.
+  for (const name of signals) process.on(name, onSignal);
   dropOutputToClosedPipe(process.stdout);
   dropOutputToClosedPipe(process.stderr);
+  const cli = program(controller.signal);
   try {
-    await program(controller.signal).parseAsync(argv, { from: 'user' });
+    await cli.parseAsync(argv, { from: 'user' });
     return ExitCode.ok;
   } catch (err) {
-    return reportError(err, (line) => process.stderr.write(`${line}\n`));
+    const failure = err instanceof CommanderError && err.exitCode !== 0 ? usageError(err, cli, argv) : err;
+    return reportError(failure, (line) => process.stderr.write(`${line}\n`));
   } finally {
     for (const name of signals) process.off(name, onSignal);
   }
 }
 
 // Should the event loop run dry with the command unsettled (a bug), the exit says so, not success.
+// Set only then: Commander's help takes a process.exitCode already set as its own.
 let settled = false;
-process.exitCode = ExitCode.failure;
 process.once('exit', () => {
-  if (!settled) process.stderr.write('ckpt: the command stopped before it finished (a bug: please report it)\n');
+  if (settled) return;
+  process.stderr.write('ckpt: the command stopped before it finished (a bug: please report it)\n');
+  process.exitCode = ExitCode.failure;
 });
 run(process.argv.slice(2)).then((code) => {
   settled = true;

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { cp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -117,6 +117,14 @@ describe('ckpt build then inspect of the image', () => {
   });
 });
 
+/** A directory to be the whole PATH, with these shell scripts as its only programs. */
+async function onlyPrograms(work: string, programs: Record<string, string>): Promise<string> {
+  const bin = join(work, 'bin');
+  await mkdir(bin);
+  for (const [name, script] of Object.entries(programs)) await writeFile(join(bin, name), `#!/bin/sh\n${script}\n`, { mode: 0o755 });
+  return bin;
+}
+
 describe('command line', () => {
   it.each([['--help'], ['build', '--help'], ['inspect', '--help']])('%s', async (...args) => {
     const { stdout, exitCode } = await ckpt(args);
@@ -159,6 +167,61 @@ describe('command line', () => {
     expect(code, stderr).toBe(130);
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(await readdir(work)).toEqual([]);
+  });
+
+  it("a build that fails while this node's programs are asked, some not installed, signals no process but its own children", async () => {
+    // Node's kill of a child that failed to spawn goes to whatever its pid field holds: 0 (the
+    // caller's process group: its shell, its CI job) or any number, when the abort meets the failed
+    // spawn. strace lists every kill sent, and every program started: none may be one not installed.
+    const work = await tempDir();
+    // podman alone (still answering when the build fails): criu, runc and conmon are not installed.
+    const bin = await onlyPrograms(work, { podman: 'exec /bin/sleep 1' });
+    const truncated = join(work, 'truncated.tar.zst');
+    await writeFile(truncated, (await readFile(fixture('podman-counter.tar.zst'))).subarray(0, 300_000));
+    const trace = join(work, 'trace');
+    const command = ['env', `PATH=${bin}`, process.execPath, CKPT, 'build', truncated, `oci:${join(work, 'layout')}:t`, '--no-cache'];
+    const run = await execa('strace', ['-f', '-qq', '-e', 'trace=kill,execve', '-o', trace, ...command], { reject: false });
+    expect(run.exitCode, run.stderr).toBe(3);
+    const lines = (await readFile(trace, 'utf8')).split('\n').filter(Boolean);
+    // Every process and thread strace followed: ckpt's and its children's.
+    const traced = new Set(lines.map((line) => line.split(/\s+/)[0]));
+    const targets = lines.flatMap((line) => /\bkill\((-?\d+),/.exec(line)?.[1] ?? []);
+    expect(targets.filter((pid) => !traced.has(pid))).toEqual([]);
+    expect(lines.filter((line) => line.includes('--version') && line.includes('ENOENT'))).toEqual([]);
+    expect(existsSync(join(work, 'layout'))).toBe(false);
+  });
+
+  it("SIGTERM while this node's programs answer ends the build with 130 and removes the layout", async () => {
+    const work = await tempDir();
+    const asked = join(work, 'asked');
+    const bin = await onlyPrograms(work, { podman: 'exec /bin/sleep 5', runc: `/usr/bin/touch "${asked}"; exec /bin/sleep 5` });
+    const child = spawn(process.execPath, [CKPT, 'build', fixture('podman-counter.tar'), `oci:${join(work, 'layout')}:t`, '--no-cache'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PATH: bin },
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    for (let waited = 0; !existsSync(asked); waited += 10) {
+      if (waited > 10_000) throw new Error(`runc --version was never run: ${stderr}`);
+      await sleep(10);
+    }
+    child.kill('SIGTERM');
+    const [code] = (await once(child, 'close')) as [number | null];
+    expect(code, stderr).toBe(130);
+    expect(await readdir(work)).toEqual(['asked', 'bin']);
+  });
+
+  it('a usage error is one line naming the command, and help exits 0 however asked', async () => {
+    const bad = await ckpt(['build', fixture('podman-counter.tar'), 'oci:x:t', '--bogus']);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toBe("ckpt: build: unknown option '--bogus' (see ckpt build --help)");
+    const missing = await ckpt(['pull', 'registry.example/x:t']);
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr.split('\n')).toHaveLength(1);
+    for (const args of [['help'], ['help', 'build'], ['build', '--help']]) {
+      const help = await ckpt(args);
+      expect(help.exitCode, args.join(' ')).toBe(0);
+    }
   });
 
   it('logout takes a name alone as a host, not a Docker Hub repository', async () => {
