@@ -22,6 +22,13 @@ export function integerOption(value: string): number {
   return Number(value);
 }
 
+/** `--concurrency`: at least one thing at a time. */
+export function countOption(value: string): number {
+  const count = integerOption(value);
+  if (count < 1) throw new InvalidArgumentError('expected a whole number of at least 1');
+  return count;
+}
+
 export function sizeOption(value: string): number {
   const size = parseSize(value);
   // Past 2^53 a size is no longer an exact integer: far beyond any checkpoint anyway.

@@ -1,6 +1,7 @@
 import { openCheckpoint } from '../checkpoint/open.js';
 import { ImageSource } from '../checkpoint/sources/image.js';
 import { copyGraph } from '../content/copy.js';
+import { assertConcurrency } from '../content/limit.js';
 import { CkptError } from '../errors.js';
 import { type BuildImageOptions, buildImage } from '../image/build.js';
 import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
@@ -52,6 +53,7 @@ function assertNoImageOptions(options: PushOptions, source: string): void {
 export async function push(sourceInput: string, destination: string, options: PushOptions = {}): Promise<PushResult> {
   const ref = parseReference(destination);
   if (ref.digest) throw new CkptError('INVALID_REFERENCE', 'a push destination takes a tag, not a digest', { subject: destination });
+  if (options.concurrency !== undefined) assertConcurrency(options.concurrency);
   const tag = ref.tag ?? 'latest';
   const reference = formatReference({ ...ref, tag });
   const source = await openCheckpoint(sourceInput, writingTo(ref, options));

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { TransferOptions } from '../content/target.js';
-import { CkptError } from '../errors.js';
+import { assertConcurrency } from '../content/limit.js';
 import type { Manifest } from '../oci/schemas.js';
 
 export interface UnpackOptions extends TransferOptions {
@@ -33,8 +33,6 @@ export function sparesForPull(concurrency = DEFAULT_CONCURRENCY): number {
 /** Fills the defaults and checks every option once, before anything is fetched or written. */
 export function normaliseUnpackOptions(options: UnpackOptions): NormalisedUnpackOptions {
   const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
-  if (!Number.isInteger(concurrency) || concurrency < 1) {
-    throw new CkptError('USAGE', `concurrency must be a whole number of at least 1 (got ${concurrency})`);
-  }
+  assertConcurrency(concurrency);
   return { concurrency, signal: options.signal, onProgress: options.onProgress, manifest: options.manifest, checkpointImage: options.checkpointImage };
 }

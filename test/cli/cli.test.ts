@@ -6,7 +6,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { copy } from '../../src/commands/copy.js';
 import { InspectResultSchema } from '../../src/commands/inspect.js';
+import { push } from '../../src/commands/push.js';
 import { reportError } from '../../src/cli/errors.js';
 import { CkptError } from '../../src/errors.js';
 import { CKPT, ckpt, extractFixture, fixture, tempDir } from '../helpers/tree.js';
@@ -249,6 +251,24 @@ describe('command line', () => {
     expect(good.exitCode, good.stderr).toBe(0);
     const inspected = await execa('skopeo', ['inspect', `oci:${layout}:t`]);
     expect(JSON.parse(inspected.stdout)).toMatchObject({ Created: '2026-01-02T03:04:05+01:00' });
+  });
+
+  it('--concurrency 0 is a usage error for every command that moves blobs, and the library refuses it too', async () => {
+    const work = await tempDir();
+    expect((await ckpt(['build', fixture('podman-counter.tar'), `oci:${join(work, 'a')}:t`])).exitCode).toBe(0);
+    for (const args of [
+      ['copy', `oci:${join(work, 'a')}:t`, `oci:${join(work, 'b')}:t`],
+      ['push', `oci:${join(work, 'a')}:t`, `oci:${join(work, 'b')}:t`],
+      ['push', fixture('podman-counter.tar'), `oci:${join(work, 'b')}:t`],
+      ['pull', `oci:${join(work, 'a')}:t`, join(work, 'b')],
+    ]) {
+      const run = await ckpt([...args, '--concurrency', '0']);
+      expect(run.exitCode, args[0]).toBe(2);
+      expect(run.stderr).toContain('at least 1');
+    }
+    await expect(copy(`oci:${join(work, 'a')}:t`, `oci:${join(work, 'b')}:t`, { concurrency: 0 })).rejects.toMatchObject({ code: 'USAGE' });
+    await expect(push(`oci:${join(work, 'a')}:t`, `oci:${join(work, 'b')}:t`, { concurrency: 0 })).rejects.toMatchObject({ code: 'USAGE' });
+    expect(await readdir(work)).toEqual(['a']);
   });
 
   it('push of a checkpoint image refuses the image-making flags it would ignore', async () => {

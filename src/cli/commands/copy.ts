@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { integerOption } from '../options.js';
+import { countOption } from '../options.js';
 import { type OutputFlags, addOutputFlags, printResult, progressFor } from '../output.js';
 import { type RegistryFlags, addRegistryFlags, registryAccess } from '../registry-flags.js';
 
@@ -18,7 +18,7 @@ export function registerCopy(cli: Command, signal: AbortSignal): void {
       '--src-creds <user:password>',
       'credentials for the source registry (the other registry flags apply to both; --creds go to the source only on the same registry or with a layout as destination)',
     )
-    .option('--concurrency <n>', 'blobs moved at once (default 4)', integerOption);
+    .option('--concurrency <n>', 'blobs moved at once (default 4)', countOption);
   addOutputFlags(addRegistryFlags(command)).action(async (source: string, destination: string, flags: CopyFlags) => {
     const { copy } = await import('../../commands/copy.js');
     const access = await registryAccess(flags);

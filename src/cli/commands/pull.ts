@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { Platform } from '../../oci/schemas.js';
-import { integerOption } from '../options.js';
+import { countOption } from '../options.js';
 import { type OutputFlags, addOutputFlags, printResult, progressFor } from '../output.js';
 import { type RegistryFlags, addRegistryFlags, registryAccess } from '../registry-flags.js';
 import { platformOption } from './inspect.js';
@@ -16,7 +16,7 @@ export function registerPull(cli: Command, signal: AbortSignal): void {
     .description('Pull a checkpoint image and unpack it: to a directory, to a kubelet-style NAME.tar, or to oci:DIR[:TAG]')
     .argument('<source>', 'HOST[:PORT]/REPO[:TAG|@DIGEST] or oci:DIR[:TAG]')
     .argument('<destination>', 'a new directory (the checkpoint tree, mode 0700), NAME.tar (for CRI-O or podman restore --import), or oci:DIR[:TAG]')
-    .option('--concurrency <n>', 'layers fetched at once (default 4)', integerOption)
+    .option('--concurrency <n>', 'layers fetched at once (default 4)', countOption)
     .option('--platform <os/arch>', 'platform to pick from an image index (default: this node)', platformOption);
   addOutputFlags(addRegistryFlags(command)).action(async (source: string, destination: string, flags: PullFlags) => {
     const { pull } = await import('../../commands/pull.js');

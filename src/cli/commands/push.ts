@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { bytes } from '../format.js';
-import { integerOption } from '../options.js';
+import { countOption } from '../options.js';
 import { addOutputFlags, printResult, progressFor } from '../output.js';
 import { addRegistryFlags } from '../registry-flags.js';
 import { type BuildFlags, addImageFlags, buildOptions } from './build.js';
@@ -11,7 +11,7 @@ export function registerPush(cli: Command, signal: AbortSignal): void {
     .description('Push a checkpoint to a registry: archives and directories are built on the way, checkpoint images copied as they are')
     .argument('<source>', 'checkpoint archive, checkpoint or criu dump directory, or checkpoint image (oci:DIR:TAG, registry)')
     .argument('<destination>', 'HOST[:PORT]/REPO[:TAG] (or oci:DIR[:TAG])')
-    .option('--concurrency <n>', 'blobs moved at once (default 4)', integerOption);
+    .option('--concurrency <n>', 'blobs moved at once (default 4)', countOption);
   addOutputFlags(addRegistryFlags(addImageFlags(command))).action(async (source: string, destination: string, flags: BuildFlags) => {
     const { push } = await import('../../commands/push.js');
     const progress = progressFor('Pushing', flags);
