@@ -63,6 +63,10 @@ export class OciLayout implements Target {
     const layout = new OciLayout(resolve(dir));
     for (let attempt = 1; ; attempt++) {
       const state = await layoutState(layout.dir);
+      if (state === 'other' && options.create) {
+        // Something else where the layout is to be written (a file, a directory of other things).
+        throw new CkptError('DESTINATION_EXISTS', 'is in the way: it is not an OCI image layout, nor an empty directory', { subject: dir });
+      }
       if (state === 'other' || (state === 'partial' && !options.create)) {
         throw new CkptError('NOT_LAYOUT', 'exists but is not an OCI image layout (no oci-layout file)', { subject: dir });
       }
@@ -81,7 +85,9 @@ export class OciLayout implements Target {
           return layout;
         }
       } catch (err) {
-        if ((await layoutState(layout.dir)) !== 'missing') throw fromSystemError(err, dir, true);
+        // Only a layout gone under us (ENOENT) is made again; permission denied and the like are reported.
+        const gone = (err as NodeJS.ErrnoException).code === 'ENOENT' || (err instanceof CkptError && err.code === 'NOT_FOUND');
+        if (!gone || (await layoutState(layout.dir)) !== 'missing') throw fromSystemError(err, dir, true);
       }
       // A failed build elsewhere removed or emptied the layout in between: make it again.
       if (attempt === 3) throw new CkptError('WRITE_FAILED', 'the layout was removed while it was opened, three times', { subject: dir });

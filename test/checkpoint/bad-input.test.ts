@@ -151,13 +151,27 @@ describe('bad checkpoint directories and metadata', () => {
 });
 
 describe('bad destinations', () => {
-  it('a directory that exists but is not a layout is left untouched', async () => {
+  it('a directory that exists but is not a layout, or a file, is in the way and left untouched (exit 8)', async () => {
     const dir = await tempDir();
     await writeFile(join(dir, 'precious.txt'), 'keep me');
-    const err = await failure(build(fixture('crio-counter.tar'), `oci:${dir}:t`));
-    expect(isCkptError(err, 'NOT_LAYOUT')).toBe(true);
-    expect(err.message).toBe(`${dir}: exists but is not an OCI image layout (no oci-layout file)`);
+    for (const destination of [dir, join(dir, 'precious.txt'), join(dir, 'precious.txt', 'layout')]) {
+      const err = await failure(build(fixture('crio-counter.tar'), `oci:${destination}:t`));
+      expect(isCkptError(err, 'DESTINATION_EXISTS'), err.message).toBe(true);
+      expect(err.message).toBe(`${destination}: is in the way: it is not an OCI image layout, nor an empty directory`);
+    }
     expect(await readdir(dir)).toEqual(['precious.txt']);
+    expect(await readFile(join(dir, 'precious.txt'), 'utf8')).toBe('keep me');
+  });
+
+  it('a layout that cannot be made says permission denied (exit 8)', async () => {
+    const dir = await tempDir();
+    await chmod(dir, 0o555);
+    const out = join(dir, 'layout');
+    for (const command of [['build', fixture('crio-counter.tar'), `oci:${out}:t`, '--no-host-info'], ['copy', `oci:${fixture('podman-image-layout')}:counter-ckpt`, `oci:${out}:t`]]) {
+      const run = await execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', CKPT, ...command], { reject: false });
+      expect(run.stderr).toBe(`ckpt: ${out}: permission denied`);
+      expect(run.exitCode).toBe(8);
+    }
   });
 
   it('a failed build into an existing layout adds no tag', async () => {
