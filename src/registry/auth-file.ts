@@ -38,7 +38,8 @@ function envOf(options: AuthFileOptions): NodeJS.ProcessEnv {
   return options.env ?? process.env;
 }
 
-function explicitAuthFile(options: AuthFileOptions): string | undefined {
+/** The file named by `--authfile` or $REGISTRY_AUTH_FILE, if one is. */
+export function explicitAuthFile(options: AuthFileOptions): string | undefined {
   return options.authFile || envOf(options).REGISTRY_AUTH_FILE || undefined;
 }
 

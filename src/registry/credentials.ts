@@ -1,7 +1,7 @@
 import type { Result } from 'execa';
 import { z } from 'zod';
 import { CkptError } from '../errors.js';
-import { authFilePaths, readAuthFile, type AuthEntry, type AuthFile, type AuthFileOptions } from './auth-file.js';
+import { authFilePaths, explicitAuthFile, readAuthFile, type AuthEntry, type AuthFile, type AuthFileOptions } from './auth-file.js';
 
 /**
  * Finds the credential a user already stored for a registry, where Podman, Skopeo and Docker keep
@@ -34,6 +34,10 @@ const DOCKER_HUB_HOST = 'index.docker.io';
 export async function findCredential(registry: string, options: CredentialOptions = {}): Promise<Credential | undefined> {
   for (const file of authFilePaths(options)) {
     const contents = await readAuthFile(file);
+    // A file named on purpose that is not there is a mistake to report, as Podman does, not anonymous access.
+    if (!contents && file === explicitAuthFile(options)) {
+      throw new CkptError('NOT_FOUND', 'no such auth file (named by --authfile or $REGISTRY_AUTH_FILE)', { subject: file });
+    }
     const found = contents && (await credentialInFile(contents, file, registry, options));
     if (found) return found;
   }

@@ -109,7 +109,14 @@ describe('auth file sources', () => {
     await writeJson(join(root, 'named.json'), { auths: { 'a.example.com': { auth: b64('named:2') } } });
     env.REGISTRY_AUTH_FILE = join(root, 'named.json');
     expect(await find('a.example.com', { authFile: explicit })).toEqual({ username: 'explicit', password: '1' });
-    expect(await find('a.example.com', { authFile: join(root, 'missing.json') })).toBeUndefined();
+  });
+
+  it('refuses an auth file named on purpose that does not exist, as Podman does (not anonymous access)', async () => {
+    const missing = join(root, 'missing.json');
+    await writeJson(runtimeAuth(), { auths: { 'a.example.com': { auth: b64('run:2') } } });
+    await expect(find('a.example.com', { authFile: missing })).rejects.toMatchObject({ code: 'NOT_FOUND', message: expect.stringContaining(missing) });
+    env.REGISTRY_AUTH_FILE = missing;
+    await expect(find('a.example.com')).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 
   it('skips empty marker entries and moves on to the next file', async () => {
