@@ -11,7 +11,7 @@ export interface LoginOptions extends Omit<RegistryAccess, 'credentials' | 'auth
 }
 
 /** The registry of a full reference (`host/repo:tag`), else the host named alone (parseRegistryHost). */
-function registryOf(input: string): string {
+export function registryOf(input: string): string {
   const path = input.replace(/^https?:\/\//, '').replace(/\/+$/, '');
   return path.includes('/') ? parseRegistryReference(path).registry : parseRegistryHost(path);
 }
