@@ -21,9 +21,16 @@ export function hostPlatform(): Platform {
   return { architecture: goArch(arch()), os: 'linux' };
 }
 
+/** Whether an index entry is for `want`: same OS and architecture, and variant where both name one. */
+function isFor(platform: Platform | undefined, want: Platform): boolean {
+  if (platform?.architecture !== want.architecture || platform.os !== want.os) return false;
+  return !want.variant || !platform.variant || platform.variant === want.variant;
+}
+
 /**
- * Resolves a tag or digest to one image manifest; an index resolves to the entry for `platform`
- * (this node's by default), or to its only manifest.
+ * Resolves a tag or digest to one image manifest; an index resolves to the entry for `platform`.
+ * Without one asked for, this node's, or else the index's only image (a checkpoint index holds
+ * one); a platform asked for must be there.
  */
 export async function resolveImage(
   target: ReadOnlyTarget,
@@ -41,11 +48,10 @@ export async function resolveImage(
   const index = parseJson(IndexSchema, bytes, subject);
   const want = options.platform ?? hostPlatform();
   const images = index.manifests.filter((m) => isManifestType(m.mediaType));
-  const match =
-    images.find((m) => m.platform?.architecture === want.architecture && m.platform.os === want.os) ??
-    (images.length === 1 ? images[0] : undefined);
+  const match = images.find((m) => isFor(m.platform, want)) ?? (!options.platform && images.length === 1 ? images[0] : undefined);
   if (!match) {
-    throw new CkptError('NOT_FOUND', `${reference} has no image for ${want.os}/${want.architecture}`, { subject: target.name });
+    const name = [want.os, want.architecture, want.variant].filter(Boolean).join('/');
+    throw new CkptError('NOT_FOUND', `${reference} has no image for ${name}`, { subject: target.name });
   }
   const { value } = await fetchJson(target, match, ManifestSchema, options);
   return { root, rootBytes: bytes, index, manifestDesc: match, manifest: value };

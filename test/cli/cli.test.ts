@@ -271,6 +271,21 @@ describe('command line', () => {
     expect(await readdir(work)).toEqual(['a']);
   });
 
+  it('--platform asked for must be in the index, even when it holds one image', async () => {
+    const work = await tempDir();
+    const layout = `oci:${join(work, 'layout')}:t`;
+    expect((await ckpt(['build', fixture('containerd-counter.tar'), layout])).exitCode).toBe(0);
+    for (const platform of ['linux/arm64', 'windows/amd64']) {
+      const pulled = await ckpt(['pull', layout, join(work, 'out'), '--platform', platform]);
+      expect(pulled.exitCode, pulled.stderr).toBe(4);
+      expect(pulled.stderr).toContain(`has no image for ${platform}`);
+      expect((await ckpt(['inspect', layout, '--platform', platform])).exitCode).toBe(4);
+    }
+    expect((await ckpt(['inspect', layout, '--platform', 'linux/arm64/v8/extra'])).exitCode).toBe(2);
+    expect(await readdir(work)).toEqual(['layout']);
+    expect((await ckpt(['pull', layout, join(work, 'out'), '--platform', 'linux/amd64'])).exitCode).toBe(0);
+  });
+
   it('push of a checkpoint image refuses the image-making flags it would ignore', async () => {
     const work = await tempDir();
     expect((await ckpt(['build', fixture('podman-counter.tar'), `oci:${join(work, 'a')}:t`])).exitCode).toBe(0);

@@ -13,8 +13,9 @@ interface InspectFlags extends RegistryFlags {
 }
 
 export function platformOption(value: string): Platform {
-  const [os, architecture, variant] = value.split('/');
-  if (!os || !architecture) throw new InvalidArgumentError('expected OS/ARCH[/VARIANT], e.g. linux/arm64');
+  const parts = value.split('/');
+  const [os, architecture, variant] = parts;
+  if (!os || !architecture || parts.length > 3 || parts.includes('')) throw new InvalidArgumentError('expected OS/ARCH[/VARIANT], e.g. linux/arm64');
   return variant ? { os, architecture, variant } : { os, architecture };
 }
 
