@@ -60,6 +60,8 @@ function number(annotations: Record<string, string>, key: string): number | unde
 function fromAnnotations(meta: CheckpointMetadata, annotations: Record<string, string>): CheckpointMetadata {
   const files = number(annotations, CkptAnnotation.rootfsDiffFiles);
   const bytes = number(annotations, CkptAnnotation.rootfsDiffBytes);
+  // Images from before this annotation existed say 0: the archive is in a layer inspect skips.
+  const archiveBytes = number(annotations, CkptAnnotation.rootfsDiffArchiveBytes) ?? meta.rootfsDiff?.archiveBytes ?? 0;
   let deletedFiles = meta.deletedFiles;
   try {
     const listed: unknown = JSON.parse(annotations[CkptAnnotation.deletedFiles] ?? '[]');
@@ -74,7 +76,7 @@ function fromAnnotations(meta: CheckpointMetadata, annotations: Record<string, s
       files: number(annotations, CkptAnnotation.memoryFiles) ?? meta.memory.files,
     },
     criu: { ...meta.criu, version: meta.criu.version ?? criuVersionAnnotation(annotations) },
-    rootfsDiff: files !== undefined && bytes !== undefined ? { archiveBytes: meta.rootfsDiff?.archiveBytes ?? 0, files, bytes } : meta.rootfsDiff,
+    rootfsDiff: files !== undefined && bytes !== undefined ? { archiveBytes, files, bytes } : meta.rootfsDiff,
     deletedFiles,
     files: {
       count: number(annotations, CkptAnnotation.filesCount) ?? meta.files.count,

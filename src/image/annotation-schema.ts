@@ -78,6 +78,7 @@ export const CheckpointAnnotationsSchema = z
     [CkptAnnotation.memoryFiles]: text('number of pages-*.img files'),
     [CkptAnnotation.rootfsDiffFiles]: text('files added or changed in the container file system'),
     [CkptAnnotation.rootfsDiffBytes]: text('bytes of those files'),
+    [CkptAnnotation.rootfsDiffArchiveBytes]: text('size of rootfs-diff.tar itself'),
     [CkptAnnotation.deletedFiles]: text('JSON array of files deleted from the base image (the first 100)'),
     [CkptAnnotation.filesCount]: text('entries in the checkpoint tree'),
     [CkptAnnotation.filesBytes]: text('bytes in the checkpoint tree'),

@@ -23,6 +23,7 @@ export const CkptAnnotation = {
   memoryFiles: `${CKPT_PREFIX}memory.files`,
   rootfsDiffFiles: `${CKPT_PREFIX}rootfs-diff.files`,
   rootfsDiffBytes: `${CKPT_PREFIX}rootfs-diff.bytes`,
+  rootfsDiffArchiveBytes: `${CKPT_PREFIX}rootfs-diff.archive-bytes`,
   deletedFiles: `${CKPT_PREFIX}deleted-files`,
   filesCount: `${CKPT_PREFIX}files.count`,
   filesBytes: `${CKPT_PREFIX}files.bytes`,
@@ -162,6 +163,7 @@ function ckptKeys(meta: CheckpointMetadata): Record<string, string> {
   if (meta.rootfsDiff) {
     keys[CkptAnnotation.rootfsDiffFiles] = String(meta.rootfsDiff.files);
     keys[CkptAnnotation.rootfsDiffBytes] = String(meta.rootfsDiff.bytes);
+    keys[CkptAnnotation.rootfsDiffArchiveBytes] = String(meta.rootfsDiff.archiveBytes);
   }
   return keys;
 }

@@ -110,6 +110,10 @@ describe('ckpt build then inspect of the image', () => {
       rootfsDiff: { files: 2, bytes: 8 },
       deletedFiles: ['/etc/motd'],
     });
+    // rootfs-diff.tar's own size too, though its layer is gone: as the archive says it.
+    const fromArchive = InspectResultSchema.parse(JSON.parse((await ckpt(['inspect', fixture('podman-counter.tar'), '--json'])).stdout));
+    expect(result.metadata.rootfsDiff?.archiveBytes).toBe(3584);
+    expect(result.metadata.rootfsDiff).toEqual(fromArchive.metadata.rootfsDiff);
     expect(result.image?.layers).toHaveLength(3);
   });
 
