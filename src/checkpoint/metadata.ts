@@ -98,7 +98,8 @@ function identity(engine: Engine, config: ConfigDump, spec: SpecDump) {
   }
 }
 
-function definedOnly<T extends object>(value: T | undefined): T | undefined {
+/** The object without its undefined fields; undefined when none is left. */
+export function definedOnly<T extends object>(value: T | undefined): T | undefined {
   if (!value) return undefined;
   const kept = Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined));
   return Object.keys(kept).length > 0 ? (kept as T) : undefined;

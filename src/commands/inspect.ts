@@ -7,8 +7,7 @@ import { type OpenCheckpointOptions, openCheckpoint } from '../checkpoint/open.j
 import { CheckpointScanner } from '../checkpoint/scan.js';
 import { type CheckpointMetadata, CheckpointMetadataSchema } from '../checkpoint/schemas.js';
 import { ImageSource } from '../checkpoint/sources/image.js';
-import { formatCriuVersion } from '../checkpoint/criu/images.js';
-import { CkptAnnotation, CRIU_PREFIX } from '../image/annotations.js';
+import { CkptAnnotation, recordedHostInfo } from '../image/annotations.js';
 import { CHECKPOINT_ARTIFACT_TYPE } from '../oci/mediatypes.js';
 import { DescriptorSchema } from '../oci/schemas.js';
 
@@ -47,8 +46,7 @@ async function scan(source: CheckpointSource, signal: AbortSignal | undefined): 
 
 /** The CRIU version ckpt recorded at build time (from the node) when the checkpoint itself does not say. */
 function criuVersionAnnotation(annotations: Record<string, string>): string | undefined {
-  const value = number(annotations, `${CRIU_PREFIX}criu.version`);
-  return value ? formatCriuVersion(value) : undefined;
+  return recordedHostInfo(annotations)?.criuVersion;
 }
 
 function number(annotations: Record<string, string>, key: string): number | undefined {
@@ -75,7 +73,6 @@ function fromAnnotations(meta: CheckpointMetadata, annotations: Record<string, s
       bytes: number(annotations, CkptAnnotation.memoryBytes) ?? meta.memory.bytes,
       files: number(annotations, CkptAnnotation.memoryFiles) ?? meta.memory.files,
     },
-    criu: { ...meta.criu, version: meta.criu.version ?? criuVersionAnnotation(annotations) },
     rootfsDiff: files !== undefined && bytes !== undefined ? { archiveBytes, files, bytes } : meta.rootfsDiff,
     deletedFiles,
     files: {
@@ -110,6 +107,9 @@ async function describe(input: string, source: CheckpointSource, options: Inspec
   const ours = manifest.artifactType === CHECKPOINT_ARTIFACT_TYPE;
   const layers = ours ? manifest.layers.filter((l) => l.annotations?.[CkptAnnotation.layer] === 'metadata') : manifest.layers;
   const scanned = await scan(new ImageSource(source.name, source.target, source.image, layers), options.signal);
+  const metadata = ours ? fromAnnotations(scanned, annotations) : scanned;
+  // Without dump.log (Podman's --create-image leaves it out), the annotations still name CRIU's version.
+  const criuVersion = metadata.criu.version ?? criuVersionAnnotation(annotations);
   return {
     source: input,
     kind: 'image',
@@ -122,6 +122,6 @@ async function describe(input: string, source: CheckpointSource, options: Inspec
       layers: manifest.layers,
       size: manifest.layers.reduce((sum, l) => sum + l.size, 0),
     },
-    metadata: ours ? fromAnnotations(scanned, annotations) : scanned,
+    metadata: criuVersion ? { ...metadata, criu: { ...metadata.criu, version: criuVersion } } : metadata,
   };
 }

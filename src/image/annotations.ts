@@ -1,4 +1,5 @@
-import { parseCriuVersion } from '../checkpoint/criu/images.js';
+import { formatCriuVersion, parseCriuVersion } from '../checkpoint/criu/images.js';
+import { definedOnly } from '../checkpoint/metadata.js';
 import type { CheckpointMetadata, Engine, HostInfo } from '../checkpoint/schemas.js';
 import { Annotation } from '../oci/mediatypes.js';
 import { CkptError } from '../errors.js';
@@ -97,6 +98,27 @@ function criuFamily(meta: CheckpointMetadata, host: HostInfo | undefined): Recor
     'distribution.version': host?.distribution?.version ?? '',
   };
   return prefixed(CRIU_PREFIX, values);
+}
+
+/**
+ * What a checkpoint image's annotations say about the node that made the checkpoint (any family,
+ * org.criu first): the facts a rebuild of that image keeps, wherever it runs.
+ */
+export function recordedHostInfo(annotations: Record<string, string>): HostInfo | undefined {
+  const pick = (...keys: string[]) => keys.map((key) => annotations[key]).find((value) => value !== undefined && value !== '');
+  const any = (suffix: string) => pick(CRIU_PREFIX + suffix, PODMAN_PREFIX + suffix, CRIO_PREFIX + suffix);
+  const criu = any('criu.version');
+  const cgroup = pick(`${CRIU_PREFIX}cgroup.version`, `${PODMAN_PREFIX}cgroups.version`);
+  return definedOnly<HostInfo>({
+    criuVersion: criu && /^\d+$/.test(criu) ? formatCriuVersion(Number(criu)) : undefined,
+    kernel: any('host.kernel'),
+    architecture: any('host.arch'),
+    cgroupVersion: cgroup === 'v1' || cgroup === 'v2' ? cgroup : undefined,
+    distribution: definedOnly({ name: any('distribution.name'), version: any('distribution.version') }),
+    engineVersion: pick(`${CRIU_PREFIX}engine.version`, `${PODMAN_PREFIX}podman.version`, `${CRIO_PREFIX}cri-o.version`),
+    runtimeVersion: any('runtime.version'),
+    conmonVersion: any('conmon.version'),
+  });
 }
 
 function prefixed(prefix: string, values: Record<string, string | undefined>, dropEmpty = false): Record<string, string> {

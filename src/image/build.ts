@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { Readable, type Writable } from 'node:stream';
 import type { CheckpointSource, TreeEntry } from '../checkpoint/entry.js';
+import { ImageSource } from '../checkpoint/sources/image.js';
 import { collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
 import { containerDumps, interpretScan } from '../checkpoint/metadata.js';
 import { CheckpointScanner, type LayerRole, layerRole } from '../checkpoint/scan.js';
@@ -14,7 +15,7 @@ import { ustarFileHeader } from '../tar/ustar.js';
 import { startSpareWorkers, stopSpareWorkers } from '../threads/spares.js';
 import { Annotation, CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../oci/mediatypes.js';
 import type { Descriptor, ImageConfig, Index, Manifest } from '../oci/schemas.js';
-import { assertUserAnnotations, type Compat, CkptAnnotation, imageAnnotations } from './annotations.js';
+import { assertUserAnnotations, type Compat, CkptAnnotation, imageAnnotations, recordedHostInfo } from './annotations.js';
 import { BuildCache, type CachedBuild } from './cache.js';
 import { LayerWriter, layerTransfer, type WrittenLayer } from './layer.js';
 import { PageLayerFeed, writePageLayer } from './page-layer.js';
@@ -29,7 +30,10 @@ export interface BuildImageOptions extends TransferOptions {
   compat?: Compat;
   /** Extra manifest annotations; they override ours. */
   annotations?: Record<string, string>;
-  /** Record this node's CRIU, kernel, cgroup and distribution (default true). */
+  /**
+   * Record this node's CRIU, kernel, cgroup and distribution (default true). From a checkpoint
+   * image, what its annotations record of the node that made it is kept instead.
+   */
   hostInfo?: boolean;
   /** Upper bound of a memory-pages layer, in bytes of content; a larger file gets a layer alone. */
   maxLayerBytes?: number;
@@ -319,10 +323,10 @@ async function cachedHostInfo(cached: CachedBuild, options: BuildImageOptions): 
  * A cached build holds when the target has every layer. Host facts live only in the config and
  * the annotations, so facts that changed (an upgraded Podman) are published with the same layers.
  */
-async function reusable(cached: CachedBuild, target: Target, options: BuildImageOptions): Promise<CacheableFacts | undefined> {
+async function reusable(cached: CachedBuild, target: Target, options: BuildImageOptions, recorded?: CacheableFacts): Promise<CacheableFacts | undefined> {
   const present = await Promise.all(cached.layers.map((l) => target.exists(l.desc, { signal: options.signal })));
   if (!present.every(Boolean)) return undefined;
-  const facts = await cachedHostInfo(cached, options);
+  const facts = recorded ?? (await cachedHostInfo(cached, options));
   for (const l of cached.layers) {
     options.onProgress?.({ mediaType: l.desc.mediaType, digest: l.desc.digest, bytes: l.desc.size, total: l.desc.size, state: 'skipped' });
   }
@@ -350,9 +354,15 @@ export async function buildImage(source: CheckpointSource, target: Target, optio
         maxLayerBytes: options.maxLayerBytes ?? DEFAULT_MAX_LAYER_BYTES,
       })
     : undefined;
+  // A checkpoint image may have been made on another node: what it records of that node is kept,
+  // and this node, which did not make the checkpoint, is not asked.
+  const recorded: CacheableFacts | undefined =
+    source instanceof ImageSource && options.hostInfo !== false
+      ? { host: recordedHostInfo({ ...source.image.index?.annotations, ...source.image.manifest.annotations }), hostKey: undefined }
+      : undefined;
   const cached = cache && key ? await cache.get(key) : undefined;
   if (cache && key && cached) {
-    const facts = await reusable(cached, target, options);
+    const facts = await reusable(cached, target, options, recorded);
     if (facts) {
       const result = await publish(target, cached.layers, cached.metadata, facts.host, options);
       if (JSON.stringify(facts) !== JSON.stringify({ host: cached.host, hostKey: cached.hostKey })) await cache.put(key, { ...cached, ...facts });
@@ -363,7 +373,7 @@ export async function buildImage(source: CheckpointSource, target: Target, optio
   // Ends the programs asked early when the build fails.
   const stopAsking = new AbortController();
   const early =
-    options.hostInfo === false
+    options.hostInfo === false || recorded
       ? undefined
       : earlyHostInfo(scanner, source.name, {
           cache,
@@ -378,7 +388,7 @@ export async function buildImage(source: CheckpointSource, target: Target, optio
     stopAsking.abort();
     throw err;
   }
-  const facts = early ? ((await early) ?? (await askHost(metadata.engine, metadata.runtime, options))) : NO_FACTS;
+  const facts = recorded ?? (early ? ((await early) ?? (await askHost(metadata.engine, metadata.runtime, options))) : NO_FACTS);
   const result = await publish(target, layers, metadata, facts.host, options);
   if (cache && key) await cache.put(key, { layers, metadata, ...facts });
   return result;

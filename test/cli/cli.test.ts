@@ -33,6 +33,8 @@ describe('ckpt inspect', () => {
     expect(stdout).toMatch(/^Container\s+counter/m);
     expect(stdout).toMatch(/^Image\s+localhost\/bbox:motd/m);
     expect(stdout).toMatch(/^Engine\s+Podman$/m);
+    // It has no dump.log: CRIU's version is the one its annotations record.
+    expect(stdout).toMatch(/^CRIU\s+4\.1\.1 \(image format 2\)$/m);
   });
 
   it('CRI-O and containerd checkpoints show their pod', async () => {

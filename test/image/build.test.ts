@@ -240,6 +240,16 @@ describe('compression, compat and annotations', () => {
     const result = await buildImage(source, target, { tag: 'rebuilt', compression: 'gzip' });
     expect(result.metadata.container.name).toBe('counter');
     expect(result.layers.map((l) => l.role)).toEqual(['metadata', 'pages', 'rootfs-diff']);
+    // The facts of the node that made it, as the image records them, not this node's.
+    const annotations = ManifestSchema.parse(await blobJson(layout, result.descriptor.digest)).annotations ?? {};
+    expect(annotations).toMatchObject({
+      'io.podman.annotations.checkpoint.podman.version': '5.4.2',
+      'io.podman.annotations.checkpoint.criu.version': '40101',
+      'io.podman.annotations.checkpoint.host.kernel': '6.18.44-fc-v769',
+      'io.podman.annotations.checkpoint.conmon.version': 'conmon version 2.1.12, commit: unknown',
+      'org.criu.checkpoint.distribution.version': '13',
+      'org.criu.checkpoint.criu.version': '40101',
+    });
     await expectSameTree(await umociUnpack(layout, 'rebuilt'), await umociUnpack(fixture('podman-image-layout'), 'counter-ckpt'));
   });
 });
