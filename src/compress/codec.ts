@@ -1,8 +1,9 @@
 import { availableParallelism } from 'node:os';
 import { PassThrough, type Transform } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
-import { CompressStream, DecompressStream } from 'zstd-napi';
+import { CompressStream } from 'zstd-napi';
 import { CkptError } from '../errors.js';
+import { ZstdDecompress } from './zstd-decompress.js';
 
 export type Compression = 'none' | 'gzip' | 'zstd';
 export const COMPRESSIONS: readonly Compression[] = ['zstd', 'gzip', 'none'];
@@ -33,7 +34,7 @@ export function decompressor(kind: Compression): Transform {
     case 'gzip':
       return createGunzip();
     case 'zstd':
-      return new DecompressStream();
+      return new ZstdDecompress();
     case 'none':
       return new PassThrough();
   }

@@ -14,6 +14,30 @@ describe('codec', () => {
     expect(await buffer(Readable.from([packed]).pipe(decompressor(kind)))).toEqual(data);
   });
 
+  it('zstd decompression waits for its reader: 1 GiB of zeros never piles up in memory', async () => {
+    // 1 GiB of empty memory pages compresses to ~32 KiB: one input chunk expands to all of it.
+    const zeros = Buffer.alloc(1 << 20);
+    const packed = await buffer(Readable.from((function* () { for (let i = 0; i < 1024; i++) yield zeros; })()).pipe(compressor('zstd', 1, 0)));
+    expect(packed.length).toBeLessThan(64 * 1024);
+    const unpacking = Readable.from([packed]).pipe(decompressor('zstd'));
+    let total = 0;
+    let most = 0;
+    for await (const chunk of unpacking) {
+      total += (chunk as Buffer).length;
+      // What was handed over at once (the iterator takes all that is buffered) and what waits behind it.
+      most = Math.max(most, (chunk as Buffer).length + unpacking.readableLength);
+      // A slow reader: what is not read must wait in zstd, not in the stream's buffer.
+      if (total % (64 << 20) === 0) await new Promise((wake) => setImmediate(wake));
+    }
+    expect(total).toBe(1 << 30);
+    expect(most).toBeLessThanOrEqual(1 << 20);
+  });
+
+  it('zstd decompression reports data cut inside a frame', async () => {
+    const packed = await buffer(Readable.from([data]).pipe(compressor('zstd')));
+    await expect(buffer(Readable.from([packed.subarray(0, packed.length - 10)]).pipe(decompressor('zstd')))).rejects.toThrow(/ends inside a zstd frame/);
+  });
+
   it('gives identical bytes for identical input (reproducible builds)', async () => {
     const a = await buffer(Readable.from([data]).pipe(compressor('zstd')));
     const b = await buffer(Readable.from([data.subarray(0, 7), data.subarray(7)]).pipe(compressor('zstd')));
