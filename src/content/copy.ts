@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { Descriptor } from '../oci/schemas.js';
 import { fetchSmall } from './fetch-json.js';
 import { hasSuccessors, successors } from './graph.js';
-import { limiter } from './limit.js';
+import { DEFAULT_CONCURRENCY, limiter } from './limit.js';
 import type { ReadOnlyTarget, Target, TransferOptions } from './target.js';
 
 export interface CopyOptions extends TransferOptions {
@@ -25,7 +25,7 @@ export interface CopyOptions extends TransferOptions {
  * ever points at what is missing; the root last, under `options.tag` where there is one.
  */
 export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descriptor, options: CopyOptions = {}): Promise<void> {
-  const run = limiter(options.concurrency ?? 4);
+  const run = limiter(options.concurrency ?? DEFAULT_CONCURRENCY);
   const started = new Map<string, Promise<void>>();
   // The first failure stops the other transfers, and the copy fails only once none is running: a
   // caller that cleans up after it (a new layout removed) must not race writes still in flight.

@@ -1,5 +1,8 @@
 import { CkptError } from '../errors.js';
 
+/** Blobs moved or checked at once unless told otherwise: what registries take in parallel without complaint. */
+export const DEFAULT_CONCURRENCY = 4;
+
 /** A count of things done at once: at least one, or nothing would ever start. */
 export function assertConcurrency(concurrency: number): void {
   if (!Number.isInteger(concurrency) || concurrency < 1) {

@@ -7,7 +7,7 @@ import { containerDumps, interpretScan } from '../checkpoint/metadata.js';
 import { CheckpointScanner, type LayerRole, layerRole } from '../checkpoint/scan.js';
 import type { CheckpointMetadata, Engine, HostInfo } from '../checkpoint/schemas.js';
 import { type Compression, compressionLevel, defaultThreads } from '../compress/codec.js';
-import { limiter } from '../content/limit.js';
+import { DEFAULT_CONCURRENCY, limiter } from '../content/limit.js';
 import { jsonBlob, pushJson } from '../content/push-json.js';
 import type { Target, TransferOptions } from '../content/target.js';
 import { fromSystemError, guardErrors, isAbortError } from '../errors.js';
@@ -41,6 +41,8 @@ export interface BuildImageOptions extends TransferOptions {
   tag?: string;
   /** Remembers built layers so an unchanged checkpoint is not compressed and sent again. */
   cache?: BuildCache;
+  /** Blobs checked at the target at once (a cached build's layers; default 4). */
+  concurrency?: number;
 }
 
 export interface BuildImageResult {
@@ -324,7 +326,9 @@ async function cachedHostInfo(cached: CachedBuild, options: BuildImageOptions): 
  * the annotations, so facts that changed (an upgraded Podman) are published with the same layers.
  */
 async function reusable(cached: CachedBuild, target: Target, options: BuildImageOptions, recorded?: CacheableFacts): Promise<CacheableFacts | undefined> {
-  const present = await Promise.all(cached.layers.map((l) => target.exists(l.desc, { signal: options.signal })));
+  // A few at a time: a checkpoint of thousands of small layers must not open thousands of connections.
+  const checks = limiter(options.concurrency ?? DEFAULT_CONCURRENCY);
+  const present = await Promise.all(cached.layers.map((l) => checks(() => target.exists(l.desc, { signal: options.signal }))));
   if (!present.every(Boolean)) return undefined;
   const facts = recorded ?? (await cachedHostInfo(cached, options));
   for (const l of cached.layers) {

@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { TransferOptions } from '../content/target.js';
-import { assertConcurrency } from '../content/limit.js';
+import { assertConcurrency, DEFAULT_CONCURRENCY } from '../content/limit.js';
 import type { Manifest } from '../oci/schemas.js';
 
 export interface UnpackOptions extends TransferOptions {
@@ -22,8 +22,6 @@ export interface NormalisedUnpackOptions {
   manifest: Manifest | undefined;
   checkpointImage: string | undefined;
 }
-
-export const DEFAULT_CONCURRENCY = 4;
 
 /** How many spare zstd workers a pull of `concurrency` layers at once can use: no more than the cores. */
 export function sparesForPull(concurrency = DEFAULT_CONCURRENCY): number {

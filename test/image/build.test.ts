@@ -254,6 +254,33 @@ describe('compression, compat and annotations', () => {
   });
 });
 
+describe('a cached build', () => {
+  it('checks the target for its layers a few at a time, whatever their number', async () => {
+    const layout = join(await tempDir(), 'layout');
+    const cache = new BuildCache(await tempDir('ckpt-cache-'));
+    // One layer per pages file: 2 pages files, then a target that counts its checks in flight.
+    const options = { cache, tag: 't', hostInfo: false, maxLayerBytes: 4096 };
+    const first = await buildImage(await openCheckpoint(fixture('podman-counter.tar')), await OciLayout.open(layout, { create: true }), options);
+    const store = await OciLayout.open(layout, { create: true });
+    let inFlight = 0;
+    let most = 0;
+    const exists = store.exists.bind(store);
+    store.exists = async (desc) => {
+      most = Math.max(most, ++inFlight);
+      await sleep(20);
+      try {
+        return await exists(desc);
+      } finally {
+        inFlight--;
+      }
+    };
+    const again = await buildImage(await openCheckpoint(fixture('podman-counter.tar')), store, { ...options, concurrency: 1 });
+    expect(again.descriptor.digest).toBe(first.descriptor.digest);
+    expect(first.layers.length).toBeGreaterThan(2);
+    expect(most).toBe(1);
+  });
+});
+
 describe('an image made with the Kubernetes buildah recipe', () => {
   it('is a source: ckpt rebuilds it into the same tree, and inspect reads it', async () => {
     const work = await tempDir('ckpt-buildah-');
