@@ -1,4 +1,5 @@
 import type { Header } from 'tar-stream';
+import { CkptError } from '../errors.js';
 
 /**
  * PAX extended-header records (POSIX.1-2001 `x` headers) as tar header fields: the ones a
@@ -10,8 +11,18 @@ import type { Header } from 'tar-stream';
 /** What PAX records may say of an entry. */
 export type PaxFields = Partial<Pick<Header, 'name' | 'size' | 'uid' | 'gid' | 'uname' | 'gname' | 'mtime'>> & { linkname?: string };
 
-/** The fields `records` set; `invalid` makes the error for a value that cannot be one. */
-export function paxFields(records: ReadonlyMap<string, string>, invalid: (key: string, value: string) => Error): PaxFields {
+/**
+ * The fields `records` set; `invalid` makes the error for a value that cannot be one. A sparse file
+ * (GNU tar --sparse in PAX form) is refused: its content would be read as the packed map and data,
+ * a silently wrong memory dump, as its GNU header form is refused by its typeflag.
+ */
+export function paxFields(records: ReadonlyMap<string, string>, invalid: (key: string, value: string) => Error, subject: string): PaxFields {
+  if ([...records.keys()].some((key) => key.startsWith('GNU.sparse.'))) {
+    const name = records.get('GNU.sparse.name') ?? records.get('path') ?? '';
+    throw new CkptError('UNSUPPORTED', `entry ${JSON.stringify(name)} is a sparse file (GNU.sparse PAX records), which ckpt does not expand: archive it without tar --sparse`, {
+      subject,
+    });
+  }
   const integer = (key: string): number | undefined => {
     const value = records.get(key);
     if (value === undefined) return undefined;

@@ -53,7 +53,7 @@ function paxOf(header: Partial<Header>, subject: string): PaxFields {
   return paxFields(new Map(strings), (key, value) => {
     const why = `invalid PAX ${key} ${JSON.stringify(value)} for ${JSON.stringify(header.name)}`;
     return new CkptError('CORRUPT_ARCHIVE', `truncated or corrupt archive (${why})`, { subject });
-  });
+  }, subject);
 }
 
 /** Turns what tar-stream says about a broken archive into one line a user understands. */

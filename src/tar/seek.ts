@@ -235,7 +235,7 @@ async function* headers(file: FileWindow, signal: AbortSignal | undefined): Asyn
       extended ??= { at };
       if (flag === PAX) {
         const records = new Map([...(global ?? []), ...paxRecords(content, at, subject)]);
-        extended.pax = paxFields(records, (key, value) => corrupt(subject, `invalid PAX ${key} ${JSON.stringify(value)} in the header at byte ${at}`));
+        extended.pax = paxFields(records, (key, value) => corrupt(subject, `invalid PAX ${key} ${JSON.stringify(value)} in the header at byte ${at}`), subject);
       } else if (flag === GNU_LONG_NAME) extended.longName = text(content, 0, content.length);
       else extended.longLink = text(content, 0, content.length);
       continue;

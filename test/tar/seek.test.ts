@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, readlink, symlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { execa } from 'execa';
@@ -388,6 +388,18 @@ describe('indexTar refuses broken archives as readTar does', () => {
     const bytes = await tarOf([{ name: 'checkpoint/dev', type: 'character-device' }]);
     expect(await bothFail(bytes, 'UNSAFE_PATH')).toMatch(/is a character-device, which a checkpoint never holds/);
   });
+  it('a sparse file in PAX form (GNU tar --sparse --format=posix), whose content is a map and packed data', async () => {
+    const dir = await tempDir();
+    const file = join(dir, 'tree', 'pages-1.img');
+    await mkdir(join(dir, 'tree'));
+    const handle = await open(file, 'w');
+    await handle.write('data', 8 << 20);
+    await handle.close();
+    const archive = join(dir, 'sparse.tar');
+    await execa('tar', ['-S', '--format=posix', '-cf', archive, '-C', join(dir, 'tree'), '.']);
+    expect(await bothFail(await readFile(archive), 'UNSUPPORTED')).toMatch(/entry ".\/pages-1.img" is a sparse file \(GNU.sparse PAX records\)/);
+  });
+
   it('an unknown typeflag (a GNU sparse file), whose content layout is unknown', async () => {
     const bytes = patchHeader(await tarOf([{ name: 'pages-1.img', body: 'x' }]), 0, (block) => (block[156] = 0x53));
     expect(await bothFail(bytes, 'UNSAFE_PATH')).toMatch(/entry "pages-1.img" .*, which a checkpoint never holds/);
