@@ -10,7 +10,8 @@ import { type Compression, compressionLevel, defaultThreads } from '../compress/
 import { DEFAULT_CONCURRENCY, limiter } from '../content/limit.js';
 import { jsonBlob, pushJson } from '../content/push-json.js';
 import type { Target, TransferOptions } from '../content/target.js';
-import { fromSystemError, guardErrors, isAbortError } from '../errors.js';
+import { CkptError, fromSystemError, guardErrors, isAbortError } from '../errors.js';
+import { safeEntryPath } from '../tar/safety.js';
 import { ustarFileHeader } from '../tar/ustar.js';
 import { startSpareWorkers, stopSpareWorkers } from '../threads/spares.js';
 import { Annotation, CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../oci/mediatypes.js';
@@ -89,6 +90,37 @@ class PageGroups<T> {
     const rest = this.#current?.items;
     this.#current = undefined;
     return rest;
+  }
+}
+
+/**
+ * Where each entry went, to refuse what would make an image its own pull refuses (its layers
+ * must not overlap, and a hard link needs its file earlier in its own layer): a path given twice
+ * (an archive appended to with `tar -r`), but for a directory, and a hard link across layers.
+ */
+class LayerPlacement {
+  readonly #roles = new Map<string, { type: TreeEntry['type']; role: LayerRole }>();
+
+  constructor(readonly subject: string) {}
+
+  check(entry: TreeEntry, role: LayerRole): void {
+    const before = this.#roles.get(entry.path);
+    if (before && (before.type !== 'directory' || entry.type !== 'directory')) {
+      throw new CkptError('UNSUPPORTED', `entry ${JSON.stringify(entry.path)} is in the checkpoint twice (an archive appended to?); an image holds each file once`, {
+        subject: this.subject,
+      });
+    }
+    if (entry.type === 'hardlink') {
+      const target = safeEntryPath(entry.linkname ?? '', this.subject);
+      const to = this.#roles.get(target);
+      // Page layers are cut by size and written apart: only the metadata and rootfs-diff layers are one each.
+      if (to?.type !== 'file' || to.role !== role || role === 'pages') {
+        throw new CkptError('UNSUPPORTED', `entry ${JSON.stringify(entry.path)} is a hard link to ${JSON.stringify(target)}, which is not a file before it in the same layer of the image; archive the checkpoint with tar --hard-dereference`, {
+          subject: this.subject,
+        });
+      }
+    }
+    this.#roles.set(entry.path, { type: entry.type, role });
   }
 }
 
@@ -174,9 +206,11 @@ async function writeLayers(
     }
   };
   let sparesStarted = false;
+  const placed = new LayerPlacement(source.name);
   try {
     for await (const { entry, open, region } of source.entries(signal)) {
       const role = layerRole(entry.path);
+      placed.check(entry, role);
       if (role === 'pages' && threadCompression && !sparesStarted) {
         // Workers boot while the rest is scanned: one per slot for files read by offset, one to feed.
         startSpareWorkers('image/page-worker', region ? pageWorkerSlots() : 1);

@@ -1,9 +1,10 @@
-import { chmod, copyFile, mkdir, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { build } from '../../src/commands/build.js';
 import { inspect } from '../../src/commands/inspect.js';
+import { pull } from '../../src/commands/pull.js';
 import { push } from '../../src/commands/push.js';
 import { type ErrorCode, isCkptError } from '../../src/errors.js';
 import { writeTar } from '../helpers/archives.js';
@@ -63,6 +64,35 @@ describe('bad checkpoint archives', () => {
     const path = join(await tempDir(), 'empty.tar');
     await writeFile(path, '');
     await buildFails(path, 'CORRUPT_ARCHIVE', /empty file/);
+  });
+
+  it('a file given twice (an archive appended to with tar -r), which would give an image its own pull refuses', async () => {
+    const dir = await extractFixture('podman-counter.tar');
+    const path = join(await tempDir(), 'appended.tar');
+    await execa('tar', ['-cf', path, '-C', dir, '.']);
+    await execa('tar', ['-rf', path, '-C', dir, './checkpoint/pages-2.img']);
+    await buildFails(path, 'UNSUPPORTED', /entry "checkpoint\/pages-2.img" is in the checkpoint twice/);
+  });
+
+  it('a hard link to a memory pages file, which would land in another layer than its file', async () => {
+    const dir = await extractFixture('podman-counter.tar');
+    await link(join(dir, 'checkpoint/pages-1.img'), join(dir, 'checkpoint/pages-9.img'));
+    const path = join(await tempDir(), 'linked.tar');
+    await execa('tar', ['-cf', path, '-C', dir, '.']);
+    await buildFails(path, 'UNSUPPORTED', /entry "checkpoint\/pages-9.img" is a hard link to "checkpoint\/pages-1.img", which is not a file before it in the same layer/);
+  });
+
+  it('a hard link within one layer is kept, and the image pulls', async () => {
+    const dir = await extractFixture('podman-counter.tar');
+    await link(join(dir, 'config.dump'), join(dir, 'config.dump.orig'));
+    const path = join(await tempDir(), 'linked.tar');
+    await execa('tar', ['-cf', path, '-C', dir, '.']);
+    const layout = join(await tempDir(), 'layout');
+    await build(path, `oci:${layout}:t`, { hostInfo: false });
+    const out = join(await tempDir(), 'out');
+    await pull(`oci:${layout}:t`, out);
+    const [a, b] = await Promise.all([stat(join(out, 'config.dump')), stat(join(out, 'config.dump.orig'))]);
+    expect(b.ino).toBe(a.ino);
   });
 
   it('an archive without a CRIU inventory', async () => {
