@@ -12,10 +12,13 @@ function unsafe(subject: string, entry: string, why: string): CkptError {
 
 /**
  * The entry's path relative to the tree root, without `./` or a trailing slash; `''` for the root
- * itself. Rejects absolute paths, `..` components and NUL bytes.
+ * itself. Rejects absolute paths, `..` components, NUL bytes and names that were not UTF-8.
  */
 export function safeEntryPath(name: string, subject: string): string {
   if (name.includes('\0')) throw unsafe(subject, name, 'contains a NUL byte');
+  // Where the archive's bytes were not UTF-8 the decoder put U+FFFD: names that differ only there
+  // would become one, and what is written would not be the file the archive names.
+  if (name.includes('\uFFFD')) throw unsafe(subject, name, 'is not a valid UTF-8 name, which ckpt does not carry');
   if (name.startsWith('/')) throw unsafe(subject, name, 'has an absolute path');
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw unsafe(subject, name, 'climbs out of the tree with ".."');

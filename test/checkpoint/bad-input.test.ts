@@ -121,6 +121,12 @@ describe('hostile tar entries', () => {
 });
 
 describe('bad checkpoint directories and metadata', () => {
+  it('a file name that is not UTF-8 is refused, not looked for under another name', async () => {
+    const dir = await extractFixture('podman-counter.tar');
+    await writeFile(Buffer.concat([Buffer.from(join(dir, 'caf')), Buffer.from([0xe9])]), 'x');
+    await buildFails(dir, 'UNSAFE_PATH', /"caf\uFFFD" is not a valid UTF-8 name/);
+  });
+
   it('a directory that is not a checkpoint', async () => {
     const dir = await tempDir();
     await writeFile(join(dir, 'notes.txt'), 'hello');

@@ -400,6 +400,11 @@ describe('indexTar refuses broken archives as readTar does', () => {
     expect(await bothFail(await readFile(archive), 'UNSUPPORTED')).toMatch(/entry ".\/pages-1.img" is a sparse file \(GNU.sparse PAX records\)/);
   });
 
+  it('a name that is not UTF-8, which would be written under another name', async () => {
+    const bytes = patchHeader(await tarOf([{ name: 'volumes/data/caf.txt', body: 'x' }]), 0, (block) => (block[16] = 0xe9));
+    expect(await bothFail(bytes, 'UNSAFE_PATH')).toMatch(/is not a valid UTF-8 name/);
+  });
+
   it('an unknown typeflag (a GNU sparse file), whose content layout is unknown', async () => {
     const bytes = patchHeader(await tarOf([{ name: 'pages-1.img', body: 'x' }]), 0, (block) => (block[156] = 0x53));
     expect(await bothFail(bytes, 'UNSAFE_PATH')).toMatch(/entry "pages-1.img" .*, which a checkpoint never holds/);

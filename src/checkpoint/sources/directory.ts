@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { lstat, opendir, readlink, realpath } from 'node:fs/promises';
+import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CheckpointSource, SourceEntry, TreeEntry } from '../entry.js';
-import { fromSystemError } from '../../errors.js';
+import { CkptError, fromSystemError } from '../../errors.js';
 import { fileStream } from '../../fs/file-stream.js';
 import { assertSafeLink } from '../../tar/safety.js';
 
@@ -33,7 +33,14 @@ export class DirectorySource implements CheckpointSource {
     const dir = join(this.name, rel);
     const names: string[] = [];
     try {
-      for await (const d of await opendir(dir)) names.push(d.name);
+      // As bytes: a name that is not UTF-8 would come back changed, and then not be found.
+      for (const bytes of await readdir(dir, { encoding: 'buffer' })) {
+        const name = bytes.toString('utf8');
+        if (!Buffer.from(name, 'utf8').equals(bytes)) {
+          throw new CkptError('UNSAFE_PATH', `entry ${JSON.stringify(name)} is not a valid UTF-8 name, which ckpt does not carry`, { subject: dir });
+        }
+        names.push(name);
+      }
     } catch (err) {
       throw fromSystemError(err, dir);
     }
