@@ -12,7 +12,7 @@ import { jsonBlob, pushJson } from '../content/push-json.js';
 import type { Target, TransferOptions } from '../content/target.js';
 import { CkptError, fromSystemError, guardErrors, isAbortError } from '../errors.js';
 import { safeEntryPath } from '../tar/safety.js';
-import { ustarFileHeader } from '../tar/ustar.js';
+import { ustarDirectoryHeader, ustarFileHeader } from '../tar/ustar.js';
 import { startSpareWorkers, stopSpareWorkers } from '../threads/spares.js';
 import { Annotation, CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../oci/mediatypes.js';
 import type { Descriptor, ImageConfig, Index, Manifest } from '../oci/schemas.js';
@@ -166,14 +166,43 @@ async function writeLayers(
     return done;
   };
   const workers = limiter(pageWorkerSlots());
-  const groups = new PageGroups<PageEntry>(maxLayerBytes);
-  const startPages = (entries: PageEntry[] | undefined): void => {
-    if (!entries || !threadCompression) return;
+  /**
+   * Directories met so far. A page layer starts with those its files are in, as they are in the
+   * checkpoint: a runtime unpacks each layer apart (containers/storage), and a directory a layer
+   * only implies gets mode 0755 and the time of the pull, which the merged tree then shows.
+   */
+  const dirs = new Map<string, TreeEntry>();
+  const parentsFor = (paths: string[], has: Set<string>): TreeEntry[] => {
+    const found: TreeEntry[] = [];
+    for (const path of paths) {
+      const parts = path.split('/');
+      for (let i = 1; i < parts.length; i++) {
+        const dir = parts.slice(0, i).join('/');
+        const entry = dirs.get(dir);
+        if (entry && !has.has(dir)) {
+          has.add(dir);
+          found.push(entry);
+        }
+      }
+    }
+    return found;
+  };
+  const groups = new PageGroups<{ page: PageEntry; path: string }>(maxLayerBytes);
+  const startPages = (items: Array<{ page: PageEntry; path: string }> | undefined): void => {
+    if (!items || !threadCompression) return;
     const layerTransferOptions = layerTransfer(transfer, nextId('pages'));
     // A zstd thread of its own per layer beside the worker's reading and hashing, and the machine's
     // for a file too large to share a layer (one process's memory: it may be the only layer).
     // Multi-threaded zstd writes the same bytes whatever the count, the same as streamed layers'.
-    const alone = entries.length === 1 && (entries[0]?.size ?? 0) > maxLayerBytes;
+    const alone = items.length === 1 && (items[0]?.page.size ?? 0) > maxLayerBytes;
+    const parents = parentsFor(
+      items.map((item) => item.path),
+      new Set(),
+    ).flatMap((dir) => {
+      const header = ustarDirectoryHeader(dir);
+      return header ? [{ header, path: '', offset: 0, size: 0 }] : [];
+    });
+    const entries = [...parents, ...items.map((item) => item.page)];
     const job = { entries, compression: threadCompression, level, threads: alone ? defaultThreads() : 1 };
     const written = workers(() => writePageLayer(job, target, layerTransferOptions));
     written.catch((err: unknown) => stop.abort(err));
@@ -199,11 +228,23 @@ async function writeLayers(
     };
     if (header && threadCompression) {
       const feed = current instanceof PageLayerFeed && fits(current) ? current : await next(() => newFeed(threadCompression));
+      for (const dir of parentsIn(feed, entry.path)) {
+        const dirHeader = ustarDirectoryHeader(dir);
+        if (dirHeader) await feed.add(dir, dirHeader, undefined);
+      }
       await feed.add(entry, header, content);
     } else {
       const writer = current instanceof LayerWriter && fits(current) ? current : await next(() => newLayer('pages'));
+      for (const dir of parentsIn(writer, entry.path)) await writer.add(dir, undefined);
       await writer.add(entry, content, tap);
     }
+  };
+  const dirsIn = new WeakMap<Writing, Set<string>>();
+  /** The directories `path` is in that the streamed page layer does not have yet. */
+  const parentsIn = (layer: Writing, path: string): TreeEntry[] => {
+    const has = dirsIn.get(layer) ?? new Set<string>();
+    dirsIn.set(layer, has);
+    return parentsFor([path], has);
   };
   let sparesStarted = false;
   const placed = new LayerPlacement(source.name);
@@ -211,6 +252,7 @@ async function writeLayers(
     for await (const { entry, open, region } of source.entries(signal)) {
       const role = layerRole(entry.path);
       placed.check(entry, role);
+      if (entry.type === 'directory') dirs.set(entry.path, entry);
       if (role === 'pages' && threadCompression && !sparesStarted) {
         // Workers boot while the rest is scanned: one per slot for files read by offset, one to feed.
         startSpareWorkers('image/page-worker', region ? pageWorkerSlots() : 1);
@@ -220,7 +262,7 @@ async function writeLayers(
       // zstd and uncompressed page files go to the workers, where the worker can write their header.
       const header = role === 'pages' && !tap && threadCompression ? ustarFileHeader(entry) : undefined;
       if (header && region) {
-        startPages(groups.add({ header, path: region.path, offset: region.offset, size: entry.size }, entry.size));
+        startPages(groups.add({ page: { header, path: region.path, offset: region.offset, size: entry.size }, path: entry.path }, entry.size));
         continue;
       }
       if (role === 'pages') {

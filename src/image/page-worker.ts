@@ -155,7 +155,7 @@ class Compressor {
   }
 }
 
-/** Reads `size` bytes at `offset` of `path`, a buffer at a time. */
+/** Reads `size` bytes at `offset` of `path`, a buffer at a time; nothing at all for none (a directory's entry). */
 async function readRegion(
   path: string,
   offset: number,
@@ -163,6 +163,7 @@ async function readRegion(
   buffer: () => Uint8Array,
   use: (bytes: number) => Promise<void>,
 ): Promise<void> {
+  if (size === 0) return;
   let fd: number;
   try {
     fd = openSync(path, 'r');

@@ -27,26 +27,35 @@ function ascii(text: string | undefined, max: number): boolean {
  * past the octal fields.
  */
 export function ustarFileHeader(entry: TreeEntry): Buffer | undefined {
-  if (entry.type !== 'file' || !ascii(entry.path, 100) || !ascii(entry.uname, 32) || !ascii(entry.gname, 32)) return undefined;
+  return entry.type === 'file' ? ustarHeader(entry, entry.path, entry.size, 0x30) : undefined;
+}
+
+/** The same for a directory: its name with a trailing slash (tarHeader), typeflag '5', no content. */
+export function ustarDirectoryHeader(entry: TreeEntry): Buffer | undefined {
+  return entry.type === 'directory' ? ustarHeader(entry, `${entry.path}/`, 0, 0x35) : undefined;
+}
+
+function ustarHeader(entry: TreeEntry, name: string, size: number, typeflag: number): Buffer | undefined {
+  if (!ascii(name, 100) || !ascii(entry.uname, 32) || !ascii(entry.gname, 32)) return undefined;
   // As tar-stream writes them (tarHeader): whole seconds truncated toward zero.
   const seconds = (entry.mtime.getTime() / 1000) | 0;
   const fields = [
     octal(entry.mode & 0o7777, OCTAL_FIELD.mode),
     octal(entry.uid, OCTAL_FIELD.id),
     octal(entry.gid, OCTAL_FIELD.id),
-    octal(entry.size, OCTAL_FIELD.size),
+    octal(size, OCTAL_FIELD.size),
     seconds >= 0 ? octal(seconds, OCTAL_FIELD.mtime) : undefined,
   ];
   if (fields.some((f) => f === undefined)) return undefined;
-  const [mode, uid, gid, size, mtime] = fields as string[];
+  const [mode, uid, gid, sizeField, mtime] = fields as string[];
   const block = Buffer.alloc(512);
-  block.write(entry.path, 0, 'latin1');
+  block.write(name, 0, 'latin1');
   block.write(mode as string, 100, 'latin1');
   block.write(uid as string, 108, 'latin1');
   block.write(gid as string, 116, 'latin1');
-  block.write(size as string, 124, 'latin1');
+  block.write(sizeField as string, 124, 'latin1');
   block.write(mtime as string, 136, 'latin1');
-  block[156] = 0x30; // typeflag '0': regular file
+  block[156] = typeflag;
   block.write('ustar\x0000', 257, 'latin1');
   if (entry.uname) block.write(entry.uname, 265, 'latin1');
   if (entry.gname) block.write(entry.gname, 297, 'latin1');

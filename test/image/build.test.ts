@@ -106,6 +106,29 @@ describe('the checkpoint image', () => {
     expect(manifest.layers.every((l) => l.mediaType === MediaType.layerZstd)).toBe(true);
   });
 
+  it('starts every pages layer with the directory its files are in, as the checkpoint has it (runtimes unpack layers apart)', async () => {
+    const original = (await execa('tar', ['-tvf', fixture('podman-counter.tar'), 'checkpoint/', '--no-recursion'])).stdout;
+    // drw------- 0/0 0 2026-11-27 13:34 checkpoint/
+    const [mode, owner, , day, minute] = original.split(/\s+/);
+    const cases: Array<[string, Parameters<typeof build>[2]]> = [
+      ['podman-counter.tar', {}], // read by offset, on a worker
+      ['podman-counter.tar.zst', {}], // fed to a worker
+      ['podman-counter.tar', { compression: 'gzip' }], // through tar-stream
+    ];
+    for (const [name, options] of cases) {
+      const dir = join(await tempDir(), 'layout');
+      const built = await build(fixture(name), `oci:${dir}:t`, { hostInfo: false, maxLayerBytes: 4096, ...options });
+      const pages = built.layers.filter((l) => l.role === 'pages');
+      expect(pages.length, name).toBe(2);
+      for (const layer of pages) {
+        const blob = join(dir, 'blobs', 'sha256', layer.desc.digest.slice(7));
+        const listed = await execa('sh', ['-c', `${options?.compression === 'gzip' ? 'gzip' : 'zstd'} -dc < ${blob} | tar -tv`]);
+        const first = listed.stdout.split('\n')[0]?.split(/\s+/) ?? [];
+        expect([first[0], first[1], first[3], first[4], first[5]], name).toEqual([mode, owner, day, minute, 'checkpoint/']);
+      }
+    }
+  });
+
   it('carries the annotations Podman restores from, and the full org.criu set', async () => {
     const manifest = ManifestSchema.parse(await blobJson(layout, result.descriptor.digest));
     const a = manifest.annotations ?? {};
