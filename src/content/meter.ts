@@ -25,6 +25,15 @@ export function metered<T extends ReadOnlyTarget>(target: T, meter: ByteMeter): 
         return async (desc: Descriptor, options?: TransferOptions): Promise<Readable> =>
           pipeline(await obj.fetch(desc, options), meter.counter(), () => undefined);
       }
+      // The root manifest or index, read with its tag in one request: fetched too.
+      const fetchReference = obj.fetchReference?.bind(obj);
+      if (key === 'fetchReference' && fetchReference) {
+        return async (reference: string, options?: TransferOptions): Promise<{ desc: Descriptor; bytes: Buffer }> => {
+          const fetched = await fetchReference(reference, options);
+          meter.bytes += fetched.bytes.length;
+          return fetched;
+        };
+      }
       const value: unknown = Reflect.get(obj, key, obj);
       return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(obj) : value;
     },

@@ -1,4 +1,4 @@
-import { copyFile, readFile, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +68,8 @@ describe('push, copy and inspect against a real registry', () => {
     expect(result.metadata.memory.bytes).toBe(1052672);
     const pages = pushed.layers[1]?.size ?? 0;
     expect(result.fetchedBytes).toBeLessThan(pages);
+    // The manifest counts too, read by its tag: more than the metadata layer alone.
+    expect(result.fetchedBytes).toBeGreaterThan(pushed.layers[0]?.size ?? 0);
     expect(run.stderr).toMatch(/^Fetched .* of .* in layers$/m);
   });
 
@@ -79,6 +81,13 @@ describe('push, copy and inspect against a real registry', () => {
     expect(pulled.exitCode, pulled.stderr).toBe(0);
     const inspected = await podman('image', 'inspect', `${registry.host}/ckpt/counter:v1`);
     expect(JSON.parse(inspected.stdout)[0].Annotations).toMatchObject({ 'io.podman.annotations.checkpoint.name': 'counter' });
+    // Its storage unpacks each layer apart: checkpoint/ keeps the mode and time it has in the checkpoint.
+    const mounted = await podman('image', 'mount', `${registry.host}/ckpt/counter:v1`);
+    expect(mounted.exitCode, mounted.stderr).toBe(0);
+    const dir = await stat(join(mounted.stdout.trim(), 'checkpoint'));
+    expect((dir.mode & 0o7777).toString(8)).toBe('600');
+    expect(dir.mtime.toISOString()).toMatch(/^2026-11-27T13:34:/);
+    await podman('image', 'unmount', `${registry.host}/ckpt/counter:v1`);
   });
 
   it('an unknown tag, an unknown repository and a bad reference fail clearly', async () => {
