@@ -59,23 +59,44 @@ function dropOutputToClosedPipe(stream: NodeJS.WriteStream): void {
   });
 }
 
-/** A complaint of Commander's, naming the command it is about. */
+/** Commander's own output, already printed: help (asked for, or after no command) and the version. */
+const PRINTED = new Set(['commander.help', 'commander.helpDisplayed', 'commander.version']);
+
+/** A complaint of Commander's, naming the command it is about (the first word that is not an option). */
 function usageError(err: CommanderError, cli: Command, argv: string[]): CkptError {
-  const command = cli.commands.find((c) => argv.includes(c.name()))?.name();
+  const first = argv.find((arg) => !arg.startsWith('-'));
+  const command = cli.commands.find((c) => c.name() === first)?.name();
   const what = err.message.replace(/^error: /, '');
   return new CkptError('USAGE', `${what} (see ckpt ${command ? `${command} ` : ''}--help)`, { subject: command });
 }
+
+/** The command has ended, or was ended on purpose: an exit now is not a bug. */
+let settled = false;
 
 /** Runs the CLI and resolves to the exit code; the binary exits with it. */
 export async function run(argv: string[]): Promise<number> {
   const controller = new AbortController();
   // Every concurrent request and stream listens to this one signal; dozens at once are normal.
   setMaxListeners(256, controller.signal);
-  const onSignal = () => controller.abort();
+  // The first signal stops the command and removes what it wrote; a second one, for a command that
+  // does not stop, ends the process at once by that signal's default action (what it leaves, the
+  // next ckpt removes). Not process.exit(): it waits for libuv's threads, one of which may be the
+  // very thing stuck (an open() of a FIFO no one writes).
+  const onSignal = (name: NodeJS.Signals) => {
+    if (!controller.signal.aborted) {
+      controller.abort();
+      return;
+    }
+    settled = true;
+    process.stderr.write('ckpt: interrupted again: stopped at once, without cleaning up\n');
+    process.removeAllListeners(name);
+    // Once the handler is gone, a turn later: raised now, it would still reach this one.
+    setImmediate(() => process.kill(process.pid, name));
+  };
   // SIGHUP too: a closed terminal or a dropped SSH session must clean up as Ctrl-C does.
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  // Kept for the whole command (not once): a second signal must not find Node's default, which
-  // ends the process before the cleanup, nor let a library's handler think it is alone and raise it again.
+  // Kept for the whole command (not once): a library's handler (execa's signal-exit) must not
+  // think it is alone and raise the signal again before the cleanup.
   for (const name of signals) process.on(name, onSignal);
   dropOutputToClosedPipe(process.stdout);
   dropOutputToClosedPipe(process.stderr);
@@ -84,6 +105,7 @@ export async function run(argv: string[]): Promise<number> {
     await cli.parseAsync(argv, { from: 'user' });
     return ExitCode.ok;
   } catch (err) {
+    if (err instanceof CommanderError && PRINTED.has(err.code)) return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     const failure = err instanceof CommanderError && err.exitCode !== 0 ? usageError(err, cli, argv) : err;
     return reportError(failure, (line) => process.stderr.write(`${line}\n`));
   } finally {
@@ -93,7 +115,6 @@ export async function run(argv: string[]): Promise<number> {
 
 // Should the event loop run dry with the command unsettled (a bug), the exit says so, not success.
 // Set only then: Commander's help takes a process.exitCode already set as its own.
-let settled = false;
 process.once('exit', () => {
   if (settled) return;
   process.stderr.write('ckpt: the command stopped before it finished (a bug: please report it)\n');

@@ -177,6 +177,23 @@ describe('command line', () => {
     expect(await readdir(work)).toEqual([]);
   });
 
+  it('a second SIGINT ends a command the first could not stop (an open() of a FIFO no one writes)', async () => {
+    const fifo = join(await tempDir(), 'checkpoint.tar');
+    await execa('mkfifo', [fifo]);
+    const child = spawn(process.execPath, [CKPT, 'inspect', fifo], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    const closed = once(child, 'close') as Promise<[number | null, string | null]>;
+    await sleep(500);
+    child.kill('SIGINT');
+    await sleep(300);
+    expect(child.exitCode, 'the first SIGINT cannot end it').toBeNull();
+    child.kill('SIGINT');
+    const [, signal] = await closed;
+    expect(signal).toBe('SIGINT');
+    expect(stderr.trim()).toBe('ckpt: interrupted again: stopped at once, without cleaning up');
+  });
+
   it("a build that fails while this node's programs are asked, some not installed, signals no process but its own children", async () => {
     // Node's kill of a child that failed to spawn goes to whatever its pid field holds: 0 (the
     // caller's process group: its shell, its CI job) or any number, when the abort meets the failed
@@ -226,6 +243,13 @@ describe('command line', () => {
     const missing = await ckpt(['pull', 'registry.example/x:t']);
     expect(missing.exitCode).toBe(2);
     expect(missing.stderr.split('\n')).toHaveLength(1);
+    // The command is the first word, whatever words follow.
+    expect((await ckpt(['push', 'build', 'host/x', '--bogus'])).stderr).toBe("ckpt: push: unknown option '--bogus' (see ckpt push --help)");
+    // No command: the help, and nothing after it.
+    const none = await ckpt([]);
+    expect(none.exitCode).toBe(2);
+    expect(none.stderr).not.toContain('outputHelp');
+    expect(none.stderr.trim().split('\n').at(-1)).toMatch(/130\s+interrupted/);
     for (const args of [['help'], ['help', 'build'], ['build', '--help']]) {
       const help = await ckpt(args);
       expect(help.exitCode, args.join(' ')).toBe(0);
