@@ -7,7 +7,7 @@ import { containerDumps, interpretScan } from '../checkpoint/metadata.js';
 import { CheckpointScanner, type LayerRole, layerRole } from '../checkpoint/scan.js';
 import type { CheckpointMetadata, Engine, HostInfo } from '../checkpoint/schemas.js';
 import { type Compression, compressionLevel, defaultThreads } from '../compress/codec.js';
-import { DEFAULT_CONCURRENCY, limiter } from '../content/limit.js';
+import { assertConcurrency, DEFAULT_CONCURRENCY, limiter } from '../content/limit.js';
 import { jsonBlob, pushJson } from '../content/push-json.js';
 import type { Target, TransferOptions } from '../content/target.js';
 import { CkptError, fromSystemError, guardErrors, isAbortError } from '../errors.js';
@@ -252,7 +252,11 @@ async function writeLayers(
     for await (const { entry, open, region } of source.entries(signal)) {
       const role = layerRole(entry.path);
       placed.check(entry, role);
-      if (entry.type === 'directory') dirs.set(entry.path, entry);
+      if (entry.type === 'directory') {
+        // Once: an image source gives its directories again in every layer that starts with them.
+        if (dirs.has(entry.path)) continue;
+        dirs.set(entry.path, entry);
+      }
       if (role === 'pages' && threadCompression && !sparesStarted) {
         // Workers boot while the rest is scanned: one per slot for files read by offset, one to feed.
         startSpareWorkers('image/page-worker', region ? pageWorkerSlots() : 1);
@@ -421,6 +425,7 @@ async function reusable(cached: CachedBuild, target: Target, options: BuildImage
  */
 export async function buildImage(source: CheckpointSource, target: Target, options: BuildImageOptions = {}): Promise<BuildImageResult> {
   assertUserAnnotations(options.annotations);
+  if (options.concurrency !== undefined) assertConcurrency(options.concurrency);
   const { cache } = options;
   const key = cache
     ? BuildCache.key({

@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { CheckpointSource } from '../../src/checkpoint/entry.js';
 import { openCheckpoint } from '../../src/checkpoint/open.js';
 import { build } from '../../src/commands/build.js';
+import { pull } from '../../src/commands/pull.js';
 import { type BuildImageResult, buildImage } from '../../src/image/build.js';
 import { BuildCache } from '../../src/image/cache.js';
 import { OciLayout } from '../../src/layout/store.js';
@@ -127,6 +128,20 @@ describe('the checkpoint image', () => {
         expect([first[0], first[1], first[3], first[4], first[5]], name).toEqual([mode, owner, day, minute, 'checkpoint/']);
       }
     }
+  });
+
+  it('gives the same image again when rebuilt from itself, and a pulled archive lists each directory once', async () => {
+    for (const compression of ['zstd', 'gzip', 'none'] as const) {
+      const dir = join(await tempDir(), 'layout');
+      const first = await build(fixture('podman-counter.tar'), `oci:${dir}:a`, { hostInfo: false, compression });
+      const again = await build(`oci:${dir}:a`, `oci:${dir}:b`, { hostInfo: false, compression });
+      expect(again.descriptor.digest, compression).toBe(first.descriptor.digest);
+    }
+    const archive = join(await tempDir(), 'counter.tar');
+    await pull(`oci:${layout}:counter`, archive);
+    const names = (await execa('tar', ['-tf', archive])).stdout.split('\n');
+    expect(names.filter((name) => name === 'checkpoint/')).toHaveLength(1);
+    expect(new Set(names).size).toBe(names.length);
   });
 
   it('carries the annotations Podman restores from, and the full org.criu set', async () => {
@@ -301,6 +316,10 @@ describe('a cached build', () => {
     expect(again.descriptor.digest).toBe(first.descriptor.digest);
     expect(first.layers.length).toBeGreaterThan(2);
     expect(most).toBe(1);
+    // Checked before anything is read, cache or none.
+    const none = join(await tempDir(), 'none');
+    await expect(build(fixture('podman-counter.tar'), `oci:${none}:t`, { hostInfo: false, concurrency: 0 })).rejects.toMatchObject({ code: 'USAGE' });
+    expect(existsSync(none)).toBe(false);
   });
 });
 
