@@ -2,7 +2,7 @@ import { arch } from 'node:os';
 import { goArch } from '../checkpoint/host.js';
 import { CkptError } from '../errors.js';
 import { isManifestType } from '../oci/mediatypes.js';
-import { type Descriptor, type Index, IndexSchema, type Manifest, ManifestSchema, parseJson, type Platform } from '../oci/schemas.js';
+import { type Descriptor, ImageConfigSchema, type Index, IndexSchema, type Manifest, ManifestSchema, parseJson, type Platform } from '../oci/schemas.js';
 import { fetchJson, fetchSmall } from './fetch-json.js';
 import { hasSuccessors } from './graph.js';
 import type { ReadOnlyTarget, TransferOptions } from './target.js';
@@ -42,17 +42,24 @@ export async function resolveImage(
     throw new CkptError('UNSUPPORTED', `${reference} is a ${root.mediaType}, not an image`, { subject: target.name });
   }
   const subject = `${target.name}@${root.digest}`;
+  const want = options.platform ?? hostPlatform();
+  const missing = () => {
+    const name = [want.os, want.architecture, want.variant].filter(Boolean).join('/');
+    return new CkptError('NOT_FOUND', `${reference} has no image for ${name}`, { subject: target.name });
+  };
   if (isManifestType(root.mediaType)) {
-    return { root, rootBytes: bytes, manifestDesc: root, manifest: parseJson(ManifestSchema, bytes, subject) };
+    const manifest = parseJson(ManifestSchema, bytes, subject);
+    // A platform asked for is checked against the one image's config, which says what it is for.
+    if (options.platform) {
+      const { value: config } = await fetchJson(target, manifest.config, ImageConfigSchema, options);
+      if (!isFor(config, want)) throw missing();
+    }
+    return { root, rootBytes: bytes, manifestDesc: root, manifest };
   }
   const index = parseJson(IndexSchema, bytes, subject);
-  const want = options.platform ?? hostPlatform();
   const images = index.manifests.filter((m) => isManifestType(m.mediaType));
   const match = images.find((m) => isFor(m.platform, want)) ?? (!options.platform && images.length === 1 ? images[0] : undefined);
-  if (!match) {
-    const name = [want.os, want.architecture, want.variant].filter(Boolean).join('/');
-    throw new CkptError('NOT_FOUND', `${reference} has no image for ${name}`, { subject: target.name });
-  }
+  if (!match) throw missing();
   const { value } = await fetchJson(target, match, ManifestSchema, options);
   return { root, rootBytes: bytes, index, manifestDesc: match, manifest: value };
 }
