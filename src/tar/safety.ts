@@ -6,6 +6,24 @@ import { CkptError } from '../errors.js';
  * it unpacks passes through these, so a hostile name can never reach outside the tree.
  */
 
+/**
+ * Where bytes were not UTF-8 a decoder puts U+FFFD: names that differ only there would become one,
+ * and what is written would not be the file named. Refused, with U+FFFD itself, wherever a name
+ * comes from (a tar, a directory, a link's target), so that what build takes, pull takes.
+ */
+const NOT_UTF8 = 'is not valid UTF-8 (or holds U+FFFD), which ckpt does not carry';
+
+/** A name read as bytes, as text; undefined where it is not UTF-8 or holds U+FFFD. */
+export function utf8Name(bytes: Buffer): string | undefined {
+  const text = bytes.toString('utf8');
+  return !text.includes('\uFFFD') && Buffer.from(text, 'utf8').equals(bytes) ? text : undefined;
+}
+
+/** Refuses a name that is not UTF-8 (see utf8Name), as an entry of `subject`. */
+export function notUtf8(subject: string, entry: string): CkptError {
+  return unsafe(subject, entry, NOT_UTF8);
+}
+
 function unsafe(subject: string, entry: string, why: string): CkptError {
   return new CkptError('UNSAFE_PATH', `entry ${JSON.stringify(entry)} ${why}`, { subject });
 }
@@ -16,9 +34,7 @@ function unsafe(subject: string, entry: string, why: string): CkptError {
  */
 export function safeEntryPath(name: string, subject: string): string {
   if (name.includes('\0')) throw unsafe(subject, name, 'contains a NUL byte');
-  // Where the archive's bytes were not UTF-8 the decoder put U+FFFD: names that differ only there
-  // would become one, and what is written would not be the file the archive names.
-  if (name.includes('\uFFFD')) throw unsafe(subject, name, 'is not a valid UTF-8 name, which ckpt does not carry');
+  if (name.includes('\uFFFD')) throw notUtf8(subject, name);
   if (name.startsWith('/')) throw unsafe(subject, name, 'has an absolute path');
   const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) throw unsafe(subject, name, 'climbs out of the tree with ".."');
@@ -33,6 +49,7 @@ export function assertSafeLink(
   subject: string,
 ): void {
   if (linkname.includes('\0')) throw unsafe(subject, entryPath, 'links to a name with a NUL byte');
+  if (linkname.includes('\uFFFD')) throw unsafe(subject, entryPath, `links to a name that ${NOT_UTF8}`);
   if (posix.isAbsolute(linkname)) {
     throw unsafe(subject, entryPath, `links to the absolute path ${JSON.stringify(linkname)}`);
   }

@@ -1,4 +1,4 @@
-import { chmod, copyFile, link, mkdir, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, readFile, readdir, stat, symlink, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -124,7 +124,16 @@ describe('bad checkpoint directories and metadata', () => {
   it('a file name that is not UTF-8 is refused, not looked for under another name', async () => {
     const dir = await extractFixture('podman-counter.tar');
     await writeFile(Buffer.concat([Buffer.from(join(dir, 'caf')), Buffer.from([0xe9])]), 'x');
-    await buildFails(dir, 'UNSAFE_PATH', /"caf\uFFFD" is not a valid UTF-8 name/);
+    await buildFails(dir, 'UNSAFE_PATH', /"caf\uFFFD" is not valid UTF-8/);
+  });
+
+  it('a valid name holding U+FFFD, and a link to a name that is not UTF-8, are refused by build as pull refuses them', async () => {
+    const named = await extractFixture('podman-counter.tar');
+    await writeFile(join(named, 'note\uFFFD.txt'), 'x');
+    await buildFails(named, 'UNSAFE_PATH', /"note\uFFFD.txt" is not valid UTF-8 \(or holds U\+FFFD\)/);
+    const linked = await extractFixture('podman-counter.tar');
+    await symlink(Buffer.concat([Buffer.from('caf'), Buffer.from([0xe9])]), join(linked, 'link'));
+    await buildFails(linked, 'UNSAFE_PATH', /entry "link" links to a name that is not valid UTF-8/);
   });
 
   it('a directory that is not a checkpoint', async () => {

@@ -2,9 +2,9 @@ import { createHash } from 'node:crypto';
 import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { CheckpointSource, SourceEntry, TreeEntry } from '../entry.js';
-import { CkptError, fromSystemError } from '../../errors.js';
+import { fromSystemError } from '../../errors.js';
 import { fileStream } from '../../fs/file-stream.js';
-import { assertSafeLink } from '../../tar/safety.js';
+import { assertSafeLink, notUtf8, utf8Name } from '../../tar/safety.js';
 
 /**
  * An unpacked checkpoint directory or a raw `criu dump` directory. Entries come sorted by name,
@@ -35,10 +35,8 @@ export class DirectorySource implements CheckpointSource {
     try {
       // As bytes: a name that is not UTF-8 would come back changed, and then not be found.
       for (const bytes of await readdir(dir, { encoding: 'buffer' })) {
-        const name = bytes.toString('utf8');
-        if (!Buffer.from(name, 'utf8').equals(bytes)) {
-          throw new CkptError('UNSAFE_PATH', `entry ${JSON.stringify(name)} is not a valid UTF-8 name, which ckpt does not carry`, { subject: dir });
-        }
+        const name = utf8Name(bytes);
+        if (name === undefined) throw notUtf8(dir, bytes.toString('utf8'));
         names.push(name);
       }
     } catch (err) {
@@ -75,7 +73,9 @@ export class DirectorySource implements CheckpointSource {
     if (info.isDirectory()) return { ...base, type: 'directory' };
     if (info.isFile()) return { ...base, type: 'file', size: Number(info.size) };
     if (info.isSymbolicLink()) {
-      const linkname = await readlink(full);
+      // As bytes too: a target that is not UTF-8 would be written as another one.
+      const target = await readlink(full, { encoding: 'buffer' });
+      const linkname = utf8Name(target) ?? target.toString('utf8');
       assertSafeLink(path, linkname, 'symlink', this.name);
       return { ...base, type: 'symlink', linkname };
     }
