@@ -32,16 +32,21 @@ const DOCKER_HUB_HOST = 'index.docker.io';
  * credential wins; a missing file is skipped, a broken one is an error.
  */
 export async function findCredential(registry: string, options: CredentialOptions = {}): Promise<Credential | undefined> {
+  await assertAuthFile(options);
   for (const file of authFilePaths(options)) {
     const contents = await readAuthFile(file);
-    // A file named on purpose that is not there is a mistake to report, as Podman does, not anonymous access.
-    if (!contents && file === explicitAuthFile(options)) {
-      throw new CkptError('NOT_FOUND', 'no such auth file (named by --authfile or $REGISTRY_AUTH_FILE)', { subject: file });
-    }
     const found = contents && (await credentialInFile(contents, file, registry, options));
     if (found) return found;
   }
   return undefined;
+}
+
+/** A file named on purpose (--authfile, $REGISTRY_AUTH_FILE) that is not there is a mistake to report, as Podman does, not anonymous access. */
+export async function assertAuthFile(options: AuthFileOptions): Promise<void> {
+  const file = explicitAuthFile(options);
+  if (file && !(await readAuthFile(file))) {
+    throw new CkptError('NOT_FOUND', 'no such auth file (named by --authfile or $REGISTRY_AUTH_FILE)', { subject: file });
+  }
 }
 
 /**

@@ -2,7 +2,7 @@ import type { Target } from '../content/target.js';
 import { CkptError } from '../errors.js';
 import { OciLayout } from '../layout/store.js';
 import type { ImageReference } from '../reference.js';
-import { findCredential } from '../registry/credentials.js';
+import { assertAuthFile, findCredential } from '../registry/credentials.js';
 import { hostSettings } from '../registry/hosts.js';
 import type { RegistryOptions } from '../registry/options.js';
 
@@ -52,6 +52,8 @@ export async function openTarget(ref: ImageReference, options: OpenTargetOptions
   if (options.credentials && !options.credentials.username) {
     throw new CkptError('USAGE', 'credentials need a user name');
   }
+  // Up front, as Podman does: a registry that never asks for a login would hide the mistake.
+  await assertAuthFile(options);
   // The HTTP stack loads only when a registry is used: local builds start faster without it.
   const { RegistryRepository } = await import('../registry/repository.js');
   return RegistryRepository.open(ref, registryOptions(options, ref.repository));

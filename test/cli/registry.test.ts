@@ -90,6 +90,15 @@ describe('push, copy and inspect against a real registry', () => {
     await podman('image', 'unmount', `${registry.host}/ckpt/counter:v1`);
   });
 
+  it('an --authfile that does not exist is an error even where the registry asks for no login', async () => {
+    const missing = join(await tempDir(), 'auth.json');
+    for (const args of [['inspect', `${registry.host}/ckpt/counter:v1`], ['pull', `${registry.host}/ckpt/counter:v1`, join(await tempDir(), 'out')]]) {
+      const run = await ckpt([...args, '--authfile', missing]);
+      expect(run.exitCode, run.stderr).toBe(4);
+      expect(run.stderr).toBe(`ckpt: ${missing}: no such auth file (named by --authfile or $REGISTRY_AUTH_FILE)`);
+    }
+  });
+
   it('an unknown tag, an unknown repository and a bad reference fail clearly', async () => {
     const tag = await ckpt(['inspect', `${registry.host}/ckpt/counter:nope`]);
     expect(tag.exitCode).toBe(4);
