@@ -215,7 +215,7 @@ const RECOGNISED_BY: Record<Family, string[]> = {
  * A family asked for by name that the checkpoint cannot fill (a raw `criu dump` has no container
  * name, so no runtime would recognise it) is refused rather than written as keys no one reads.
  */
-function assertRecognisable(compat: Exclude<Compat, 'auto'>, annotations: Record<string, string>): void {
+export function assertRecognisable(compat: Exclude<Compat, 'auto'>, annotations: Record<string, string>): void {
   for (const family of familiesFor(compat, 'criu')) {
     const missing = RECOGNISED_BY[family].filter((key) => !annotations[key]);
     if (missing.length > 0) {

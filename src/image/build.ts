@@ -1,6 +1,9 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { setMaxListeners } from 'node:events';
 import { Readable, type Writable } from 'node:stream';
 import type { CheckpointSource, TreeEntry } from '../checkpoint/entry.js';
+import { DirectorySource } from '../checkpoint/sources/directory.js';
 import { ImageSource } from '../checkpoint/sources/image.js';
 import { collectHostInfo, hostFingerprint } from '../checkpoint/host.js';
 import { containerDumps, interpretScan } from '../checkpoint/metadata.js';
@@ -16,7 +19,7 @@ import { ustarDirectoryHeader, ustarFileHeader } from '../tar/ustar.js';
 import { startSpareWorkers, stopSpareWorkers } from '../threads/spares.js';
 import { Annotation, CHECKPOINT_ARTIFACT_TYPE, MediaType } from '../oci/mediatypes.js';
 import type { Descriptor, ImageConfig, Index, Manifest } from '../oci/schemas.js';
-import { assertUserAnnotations, type Compat, CkptAnnotation, imageAnnotations, recordedHostInfo } from './annotations.js';
+import { assertRecognisable, assertUserAnnotations, type Compat, CkptAnnotation, imageAnnotations, recordedHostInfo } from './annotations.js';
 import { BuildCache, type CachedBuild } from './cache.js';
 import { LayerWriter, layerTransfer, type WrittenLayer } from './layer.js';
 import { PageLayerFeed, writePageLayer } from './page-layer.js';
@@ -426,6 +429,12 @@ async function reusable(cached: CachedBuild, target: Target, options: BuildImage
 export async function buildImage(source: CheckpointSource, target: Target, options: BuildImageOptions = {}): Promise<BuildImageResult> {
   assertUserAnnotations(options.annotations);
   if (options.concurrency !== undefined) assertConcurrency(options.concurrency);
+  // A raw CRIU dump (a directory without config.dump) records no container: a --compat family
+  // only the user's annotations could fill is refused before gigabytes are written, not after.
+  const compat = options.compat ?? 'auto';
+  if (compat !== 'auto' && source instanceof DirectorySource && !existsSync(join(source.name, 'config.dump'))) {
+    assertRecognisable(compat, options.annotations ?? {});
+  }
   const { cache } = options;
   const key = cache
     ? BuildCache.key({

@@ -260,6 +260,22 @@ describe('compression, compat and annotations', () => {
     expect(JSON.parse(stdout).config.Labels).toMatchObject({ 'io.kubernetes.cri-o.annotations.checkpoint.name': 'counter' });
   });
 
+  it('refuses --compat for a raw CRIU dump directory before it writes any layer', async () => {
+    const store = await OciLayout.open(join(await tempDir(), 'layout'), { create: true });
+    let written = 0;
+    const ingest = store.ingest.bind(store);
+    store.ingest = async (...args) => {
+      written++;
+      return ingest(...args);
+    };
+    await expect(buildImage(await openCheckpoint(fixture('criu-raw-shell')), store, { hostInfo: false, compat: 'crio' })).rejects.toMatchObject({ code: 'USAGE' });
+    expect(written).toBe(0);
+    // The user may name the container for that runtime.
+    const named = { 'io.kubernetes.cri-o.annotations.checkpoint.name': 'shell' };
+    await buildImage(await openCheckpoint(fixture('criu-raw-shell')), store, { hostInfo: false, compat: 'crio', annotations: named, tag: 't' });
+    expect(written).toBeGreaterThan(0);
+  });
+
   it('refuses --compat for a runtime whose keys a raw CRIU dump cannot fill', async () => {
     for (const compat of ['crio', 'podman', 'containerd', 'all'] as const) {
       const layout = join(await tempDir(), 'layout');
