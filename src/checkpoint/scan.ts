@@ -45,6 +45,7 @@ export class CheckpointScanner {
   readonly #result: ScanResult = { files: new Map(), pages: [], count: 0, bytes: 0 };
   readonly #pending: Promise<void>[] = [];
   readonly #waiting = new Map<string, Array<(bytes: Buffer | undefined) => void>>();
+  readonly #dirs = new Set<string>();
 
   constructor(subject: string) {
     this.#subject = subject;
@@ -66,6 +67,12 @@ export class CheckpointScanner {
    */
   observe(entry: TreeEntry): Writable | undefined {
     const r = this.#result;
+    // Layers may each list the directories their files are in (a pulled archive keeps them, so
+    // that tar sets their times after their last file): a directory counts once.
+    if (entry.type === 'directory') {
+      if (this.#dirs.has(entry.path)) return undefined;
+      this.#dirs.add(entry.path);
+    }
     r.count++;
     r.bytes += entry.size;
     if (entry.type !== 'file') return undefined;

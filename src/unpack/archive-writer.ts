@@ -69,7 +69,6 @@ class ArchiveFile {
   readonly #handle: FileHandle;
   readonly #stop: AbortController;
   #position = 0;
-  readonly #dirs = new Set<string>();
   /** The run of entries going through tar-stream, and its writing into the file. */
   #run: { tar: Pack; written: Promise<void> } | undefined;
   /** Only the file's own errors (a full disk) are write failures; a run also fails when its entries do. */
@@ -82,11 +81,6 @@ class ArchiveFile {
   }
 
   async add(entry: TreeEntry, source: TarEntry, subject: string, signal: AbortSignal): Promise<void> {
-    // Layers may each start with the directories their files are in: the archive lists one once.
-    if (entry.type === 'directory') {
-      if (this.#dirs.has(entry.path)) return;
-      this.#dirs.add(entry.path);
-    }
     const header = source.writeInto ? ustarFileHeader(entry) : undefined;
     if (!source.writeInto || !header) {
       await addEntry(this.#tar(), entry, source.open?.(), subject, signal);

@@ -7,6 +7,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { CheckpointSource } from '../../src/checkpoint/entry.js';
 import { openCheckpoint } from '../../src/checkpoint/open.js';
 import { build } from '../../src/commands/build.js';
+import { inspect } from '../../src/commands/inspect.js';
 import { pull } from '../../src/commands/pull.js';
 import { type BuildImageResult, buildImage } from '../../src/image/build.js';
 import { BuildCache } from '../../src/image/cache.js';
@@ -130,7 +131,7 @@ describe('the checkpoint image', () => {
     }
   });
 
-  it('gives the same image again when rebuilt from itself, and a pulled archive lists each directory once', async () => {
+  it('gives the same image again when rebuilt from itself, and a pulled archive counts each directory once', async () => {
     for (const compression of ['zstd', 'gzip', 'none'] as const) {
       const dir = join(await tempDir(), 'layout');
       const first = await build(fixture('podman-counter.tar'), `oci:${dir}:a`, { hostInfo: false, compression });
@@ -139,9 +140,12 @@ describe('the checkpoint image', () => {
     }
     const archive = join(await tempDir(), 'counter.tar');
     await pull(`oci:${layout}:counter`, archive);
+    // It lists checkpoint/ again before the pages (tar then sets its time after its last file).
     const names = (await execa('tar', ['-tf', archive])).stdout.split('\n');
-    expect(names.filter((name) => name === 'checkpoint/')).toHaveLength(1);
-    expect(new Set(names).size).toBe(names.length);
+    expect(names.filter((name) => name === 'checkpoint/').length).toBeGreaterThan(1);
+    const counted = await inspect(archive);
+    expect(counted.metadata.files.count).toBe(new Set(names).size);
+    expect(counted.metadata.files.count).toBe((await inspect(fixture('podman-counter.tar'))).metadata.files.count);
   });
 
   it('carries the annotations Podman restores from, and the full org.criu set', async () => {
