@@ -100,30 +100,43 @@ class PageGroups<T> {
  * Where each entry went, to refuse what would make an image its own pull refuses (its layers
  * must not overlap, and a hard link needs its file earlier in its own layer): a path given twice
  * (an archive appended to with `tar -r`), but for a directory, and a hard link across layers.
+ * It keeps the directories too, which page layers start with.
  */
 class LayerPlacement {
-  readonly #roles = new Map<string, { type: TreeEntry['type']; role: LayerRole }>();
+  readonly #placed = new Map<string, { entry: TreeEntry; role: LayerRole }>();
 
   constructor(readonly subject: string) {}
 
-  check(entry: TreeEntry, role: LayerRole): void {
-    const before = this.#roles.get(entry.path);
-    if (before && (before.type !== 'directory' || entry.type !== 'directory')) {
+  /** A directory met so far. */
+  directory(path: string): TreeEntry | undefined {
+    const entry = this.#placed.get(path)?.entry;
+    return entry?.type === 'directory' ? entry : undefined;
+  }
+
+  /**
+   * Places an entry; false for a directory placed before (an image source gives its directories
+   * again in every layer that starts with them), which is written once.
+   */
+  add(entry: TreeEntry, role: LayerRole): boolean {
+    const before = this.#placed.get(entry.path)?.entry;
+    if (before?.type === 'directory' && entry.type === 'directory') return false;
+    if (before) {
       throw new CkptError('UNSUPPORTED', `entry ${JSON.stringify(entry.path)} is in the checkpoint twice (an archive appended to?); an image holds each file once`, {
         subject: this.subject,
       });
     }
     if (entry.type === 'hardlink') {
       const target = safeEntryPath(entry.linkname ?? '', this.subject);
-      const to = this.#roles.get(target);
+      const to = this.#placed.get(target);
       // Page layers are cut by size and written apart: only the metadata and rootfs-diff layers are one each.
-      if (to?.type !== 'file' || to.role !== role || role === 'pages') {
+      if (to?.entry.type !== 'file' || to.role !== role || role === 'pages') {
         throw new CkptError('UNSUPPORTED', `entry ${JSON.stringify(entry.path)} is a hard link to ${JSON.stringify(target)}, which is not a file before it in the same layer of the image; archive the checkpoint with tar --hard-dereference`, {
           subject: this.subject,
         });
       }
     }
-    this.#roles.set(entry.path, { type: entry.type, role });
+    this.#placed.set(entry.path, { entry, role });
+    return true;
   }
 }
 
@@ -169,19 +182,20 @@ async function writeLayers(
     return done;
   };
   const workers = limiter(pageWorkerSlots());
+  const placed = new LayerPlacement(source.name);
   /**
-   * Directories met so far. A page layer starts with those its files are in, as they are in the
-   * checkpoint: a runtime unpacks each layer apart (containers/storage), and a directory a layer
-   * only implies gets mode 0755 and the time of the pull, which the merged tree then shows.
+   * The directories met so far that `paths` are in and `has` lacks. A page layer starts with
+   * them, as they are in the checkpoint: a runtime unpacks each layer apart (containers/storage),
+   * and a directory a layer only implies gets mode 0755 and the time of the pull, which the merged
+   * tree then shows.
    */
-  const dirs = new Map<string, TreeEntry>();
   const parentsFor = (paths: string[], has: Set<string>): TreeEntry[] => {
     const found: TreeEntry[] = [];
     for (const path of paths) {
       const parts = path.split('/');
       for (let i = 1; i < parts.length; i++) {
         const dir = parts.slice(0, i).join('/');
-        const entry = dirs.get(dir);
+        const entry = placed.directory(dir);
         if (entry && !has.has(dir)) {
           has.add(dir);
           found.push(entry);
@@ -250,16 +264,10 @@ async function writeLayers(
     return parentsFor([path], has);
   };
   let sparesStarted = false;
-  const placed = new LayerPlacement(source.name);
   try {
     for await (const { entry, open, region } of source.entries(signal)) {
       const role = layerRole(entry.path);
-      placed.check(entry, role);
-      if (entry.type === 'directory') {
-        // Once: an image source gives its directories again in every layer that starts with them.
-        if (dirs.has(entry.path)) continue;
-        dirs.set(entry.path, entry);
-      }
+      if (!placed.add(entry, role)) continue;
       if (role === 'pages' && threadCompression && !sparesStarted) {
         // Workers boot while the rest is scanned: one per slot for files read by offset, one to feed.
         startSpareWorkers('image/page-worker', region ? pageWorkerSlots() : 1);

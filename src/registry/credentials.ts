@@ -32,9 +32,9 @@ const DOCKER_HUB_HOST = 'index.docker.io';
  * credential wins; a missing file is skipped, a broken one is an error.
  */
 export async function findCredential(registry: string, options: CredentialOptions = {}): Promise<Credential | undefined> {
-  await assertAuthFile(options);
   for (const file of authFilePaths(options)) {
     const contents = await readAuthFile(file);
+    if (!contents && file === explicitAuthFile(options)) throw missingAuthFile(file);
     const found = contents && (await credentialInFile(contents, file, registry, options));
     if (found) return found;
   }
@@ -42,11 +42,14 @@ export async function findCredential(registry: string, options: CredentialOption
 }
 
 /** A file named on purpose (--authfile, $REGISTRY_AUTH_FILE) that is not there is a mistake to report, as Podman does, not anonymous access. */
+function missingAuthFile(file: string): CkptError {
+  return new CkptError('NOT_FOUND', 'no such auth file (named by --authfile or $REGISTRY_AUTH_FILE)', { subject: file });
+}
+
+/** Checks, before any request, that a named auth file exists (what findCredential reads once a registry asks). */
 export async function assertAuthFile(options: AuthFileOptions): Promise<void> {
   const file = explicitAuthFile(options);
-  if (file && !(await readAuthFile(file))) {
-    throw new CkptError('NOT_FOUND', 'no such auth file (named by --authfile or $REGISTRY_AUTH_FILE)', { subject: file });
-  }
+  if (file && !(await readAuthFile(file))) throw missingAuthFile(file);
 }
 
 /**
