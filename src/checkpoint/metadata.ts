@@ -29,15 +29,30 @@ function engineOf(spec: SpecDump | undefined): Engine {
   return 'containerd';
 }
 
+interface ContainerDumps {
+  config: ConfigDump | undefined;
+  spec: SpecDump | undefined;
+  engine: Engine;
+  runtime: string | undefined;
+}
+
+/** What the bytes of each config.dump read gave, with the spec.dump parsed beside it. */
+const parsedDumps = new WeakMap<Buffer, { specBytes: Buffer | undefined; dumps: ContainerDumps }>();
+
 /**
  * config.dump and spec.dump parsed, with the engine and OCI runtime they name: all known as soon
- * as these two files are read, while the rest of a checkpoint is still being read.
+ * as these two files are read, while the rest of a checkpoint is still being read. A build asks
+ * that early and again once the scan ends; the same files are parsed once.
  */
-export function containerDumps(configBytes: Buffer | undefined, specBytes: Buffer | undefined, subject: string) {
+export function containerDumps(configBytes: Buffer | undefined, specBytes: Buffer | undefined, subject: string): ContainerDumps {
+  const known = configBytes && parsedDumps.get(configBytes);
+  if (known && known.specBytes === specBytes) return known.dumps;
   const config = configBytes ? parseJson(ConfigDumpSchema, configBytes, `${subject}: config.dump`, 'INVALID_METADATA') : undefined;
   const spec = specBytes ? parseJson(SpecDumpSchema, specBytes, `${subject}: spec.dump`, 'INVALID_METADATA') : undefined;
   const engine: Engine = config && spec ? engineOf(spec) : 'criu';
-  return { config, spec, engine, runtime: str(config?.runtime) };
+  const dumps = { config, spec, engine, runtime: str(config?.runtime) };
+  if (configBytes) parsedDumps.set(configBytes, { specBytes, dumps });
+  return dumps;
 }
 
 function jsonAnnotation(value: string | undefined): Record<string, unknown> | undefined {

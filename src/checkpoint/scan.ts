@@ -20,6 +20,12 @@ export function layerRole(path: string): LayerRole {
 const CAPTURED_TOP = new Set(['config.dump', 'spec.dump', 'deleted.files', 'bind.mounts', 'status.dump', 'stats-dump']);
 const CAPTURED_CRIU_RE = /^(?:checkpoint\/)?(?:inventory|pstree|core-\d+)\.img$/;
 const CAPTURE_LIMIT = 64 << 20;
+/**
+ * The container's spec and config: parsed, JSON takes some 40 times its size in memory, so a
+ * 64 MiB one would cost gigabytes. A real one is tens of KiB; a Kubernetes object (the pod whose
+ * spec it grows from) is at most 1.5 MiB.
+ */
+const CONTAINER_DUMP_LIMIT = 4 << 20;
 /** The head of dump.log holds CRIU's version and the node's kernel; the rest is not needed. */
 const LOG_HEAD = 64 << 10;
 
@@ -84,7 +90,8 @@ export class CheckpointScanner {
     if (entry.path === 'rootfs-diff.tar') return this.#track(summariseTar(entry.size, this.#subject, (s) => (r.rootfsDiff = s)));
     if (entry.path === 'dump.log') return this.#track(capture(entry.path, LOG_HEAD, false, (bytes) => this.#keep(entry.path, bytes), this.#subject));
     if (CAPTURED_TOP.has(entry.path) || CAPTURED_CRIU_RE.test(entry.path)) {
-      return this.#track(capture(entry.path, CAPTURE_LIMIT, true, (bytes) => this.#keep(entry.path, bytes), this.#subject));
+      const limit = entry.path === 'config.dump' || entry.path === 'spec.dump' ? CONTAINER_DUMP_LIMIT : CAPTURE_LIMIT;
+      return this.#track(capture(entry.path, limit, true, (bytes) => this.#keep(entry.path, bytes), this.#subject));
     }
     return undefined;
   }

@@ -156,15 +156,30 @@ describe('bad checkpoint directories and metadata', () => {
     await buildFails(dir, 'INVALID_METADATA', /pstree\.img/);
   });
 
-  it('a rootfs-diff.tar that is not a tar, and a config.dump over 64 MiB: exit 3, one line, no layout', async () => {
+  it('a rootfs-diff.tar that is not a tar, and metadata files too large to read whole: exit 3, one line, no layout', async () => {
     const notTar = await extractFixture('podman-counter.tar');
     await writeFile(join(notTar, 'rootfs-diff.tar'), 'garbage\n');
     await buildFails(notTar, 'INVALID_METADATA', /rootfs-diff\.tar is not a readable tar/);
     const huge = await extractFixture('podman-counter.tar');
-    await truncate(join(huge, 'config.dump'), 65 << 20);
-    await buildFails(huge, 'INVALID_METADATA', /config\.dump is larger than 64 MiB/);
+    await truncate(join(huge, 'deleted.files'), 65 << 20);
+    await buildFails(huge, 'INVALID_METADATA', /deleted\.files is larger than 64 MiB/);
+    // Parsed, JSON takes tens of times its size: the container's dumps are held to 4 MiB.
+    const hugeSpec = await extractFixture('podman-counter.tar');
+    await truncate(join(hugeSpec, 'spec.dump'), (4 << 20) + 1);
+    await buildFails(hugeSpec, 'INVALID_METADATA', /spec\.dump is larger than 4 MiB/);
+    await expect(inspect(hugeSpec)).rejects.toMatchObject({ code: 'INVALID_METADATA', message: expect.stringContaining('spec.dump is larger than 4 MiB') });
+    // Just under the bound, a spec.dump of real JSON builds.
+    const bigSpec = await extractFixture('podman-counter.tar');
+    const spec = JSON.parse(await readFile(join(bigSpec, 'spec.dump'), 'utf8')) as { annotations: Record<string, string> };
+    const padding = Array.from({ length: 40_000 }, (_, i) => [`example.com/note-${i}`, 'x'.repeat(64)]);
+    spec.annotations = { ...spec.annotations, ...Object.fromEntries(padding) };
+    const text = JSON.stringify(spec);
+    expect(text.length).toBeGreaterThan(3.5 * 2 ** 20);
+    expect(text.length).toBeLessThan(4 * 2 ** 20);
+    await writeFile(join(bigSpec, 'spec.dump'), text);
+    await expect(build(bigSpec, `oci:${join(await tempDir(), 'layout')}:t`, { hostInfo: false })).resolves.toBeDefined();
     // The CLI: before, the scan's failure went unhandled and ended the process (exit 1).
-    for (const dir of [notTar, huge]) {
+    for (const dir of [notTar, huge, hugeSpec]) {
       const out = join(await tempDir(), 'layout');
       const run = await ckpt(['build', dir, `oci:${out}:t`, '--no-host-info']);
       expect(run.exitCode, run.stderr).toBe(3);
