@@ -110,6 +110,10 @@ export function fromSystemError(err: unknown, subject: string, writing = false):
       return new CkptError(writing ? 'WRITE_FAILED' : 'READ_FAILED', 'permission denied', { subject, cause: err });
     case 'ENOSPC':
       return new CkptError('WRITE_FAILED', 'no space left on device', { subject, cause: err });
+    case 'EDQUOT':
+      return new CkptError('WRITE_FAILED', 'disk quota exceeded', { subject, cause: err });
+    case 'EROFS':
+      return new CkptError('WRITE_FAILED', 'read-only file system', { subject, cause: err });
     case 'EISDIR':
       return new CkptError('READ_FAILED', 'is a directory', { subject, cause: err });
     case 'ENOTDIR':

@@ -6,8 +6,9 @@ import { link, rm, writeFile } from 'node:fs/promises';
  * made first. False when `path` exists.
  */
 export async function createWhole(path: string, content: string, temp: string): Promise<boolean> {
-  await writeFile(temp, content, { flag: 'wx' });
   try {
+    // Made, then not written (a full disk): it goes too.
+    await writeFile(temp, content, { flag: 'wx' });
     await link(temp, path);
     return true;
   } catch (err) {

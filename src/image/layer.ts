@@ -52,6 +52,8 @@ export class LayerWriter {
   /** Hashes the uncompressed tar; an uncompressed layer's digest is its diff_id already. */
   readonly #diff: DigestStream | undefined;
   readonly #stored: Promise<Descriptor>;
+  /** Why the layer stopped: the store's failure, or one elsewhere (abort). */
+  #failure: Error | undefined;
 
   constructor(role: LayerRole, sink: LayerSink, { compression, level, threads, transfer }: LayerOptions) {
     this.role = role;
@@ -63,11 +65,13 @@ export class LayerWriter {
     const compressed = pipeline([this.#pack as unknown as Readable, ...stages], () => undefined) as unknown as Readable;
     this.#stored = sink.ingest(LAYER_MEDIA_TYPE[compression], compressed, transfer);
     // Surface a failure of the store at once, not only when the layer is closed.
-    this.#stored.catch((err: unknown) => this.#pack.destroy(err as Error));
+    this.#stored.catch((err: unknown) => this.abort(err as Error));
   }
 
   /** Adds one entry; `tap`, when given, receives a copy of the content. */
   async add(entry: TreeEntry, content: Readable | undefined, tap?: Writable): Promise<void> {
+    // A stopped pack throws "already finalized or destroyed": the reason it stopped is what counts.
+    if (this.#failure) throw this.#failure;
     this.entries++;
     this.contentBytes += entry.size;
     const header = tarHeader(entry);
@@ -98,6 +102,7 @@ export class LayerWriter {
 
   /** Stops the layer after a failure elsewhere; the store discards what it had received. */
   abort(err: Error): void {
+    this.#failure ??= err;
     this.#pack.destroy(err);
   }
 }

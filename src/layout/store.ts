@@ -327,7 +327,7 @@ export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise
   const name = `${REMOVED_PREFIX}${ownedName()}`;
   const aside = keepDir ? join(dir, name) : join(dirname(dir), `.${basename(dir)}${name}`);
   let moved = false;
-  await withLockFile(join(dir, LOCK_FILE), async () => {
+  const moveAside = async (): Promise<void> => {
     if (await used()) return;
     if (keepDir) {
       await mkdir(aside);
@@ -336,8 +336,21 @@ export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise
       await rename(dir, aside);
     }
     moved = true;
-  });
+  };
+  try {
+    await withLockFile(join(dir, LOCK_FILE), moveAside);
+  } catch (err) {
+    // A full disk has no room for the lock's few bytes, and what fills it is likely this layout's
+    // blobs: it goes unlocked. A process that opens it meanwhile finds it gone and makes it again.
+    if (!isOutOfSpace(err)) throw err;
+    await moveAside();
+  }
   if (moved) await rm(aside, { recursive: true, force: true });
+}
+
+function isOutOfSpace(err: unknown): boolean {
+  const code = ((err instanceof CkptError ? err.cause : err) as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 /**
@@ -376,8 +389,16 @@ async function tagCount(dir: string): Promise<number | undefined> {
  * serves both; an existing empty directory (a mount point, say) is filled in place.
  */
 async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<void> {
-  const fill = async (into: string) => {
-    await mkdir(join(into, 'blobs', 'sha256'), { recursive: true });
+  const fill = async (into: string, make = false) => {
+    // One level at a time: a recursive mkdir reports a read-only or full file system as ENOENT,
+    // which would read as the layout removed meanwhile.
+    // Filled in place, the directory may be another process's half-made skeleton.
+    const mkdirOnce = (path: string) => mkdir(path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+    if (make) await mkdir(into);
+    await mkdirOnce(join(into, 'blobs'));
+    await mkdirOnce(join(into, 'blobs', 'sha256'));
     const files = { [INDEX_FILE]: { schemaVersion: 2, mediaType: MediaType.imageIndex, manifests: [] }, [LAYOUT_FILE]: { imageLayoutVersion: '1.0.0' } };
     for (const [name, content] of Object.entries(files)) {
       // Never over a file another process wrote (its index may already hold a tag), never seen empty.
@@ -388,7 +409,7 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
   await mkdir(dirname(dir), { recursive: true });
   const temp = join(dirname(dir), `.${basename(dir)}.${randomUUID()}`);
   try {
-    await fill(temp);
+    await fill(temp, true);
     await rename(temp, dir);
   } catch (err) {
     await rm(temp, { recursive: true, force: true });

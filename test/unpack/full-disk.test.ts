@@ -1,9 +1,7 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OciLayout } from '../../src/layout/store.js';
 import { unpackToArchive } from '../../src/unpack/archive.js';
@@ -11,26 +9,19 @@ import { unpackToDirectory } from '../../src/unpack/directory.js';
 import { THREADED_MIN_SIZE } from '../../src/unpack/plan.js';
 import { buildImage, FIXTURE_LAYOUT, FIXTURE_TAG } from './helpers.js';
 import { rejection as failure } from '../helpers/rejection.js';
-
-const run = promisify(execFile);
+import { mountTmpfs, type Tmpfs } from '../helpers/tmpfs.js';
 
 /** A real full disk: a 256 KiB tmpfs, far smaller than the fixture checkpoint. Needs root. */
+let tmpfs: Tmpfs | undefined;
 let disk: string | undefined;
 
 beforeAll(async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'ckpt-full-disk-'));
-  try {
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir]);
-    disk = dir;
-  } catch {
-    await rm(dir, { recursive: true, force: true });
-  }
+  tmpfs = await mountTmpfs('size=256k');
+  disk = tmpfs?.dir;
 });
 
 afterAll(async () => {
-  if (!disk) return;
-  await run('umount', [disk]);
-  await rm(disk, { recursive: true, force: true });
+  await tmpfs?.unmount();
 });
 
 describe('a full disk during a pull', () => {
