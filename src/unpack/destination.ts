@@ -1,4 +1,5 @@
-import { link, lstat, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, link, lstat, readdir, readFile, realpath, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CkptError, fromSystemError } from '../errors.js';
 import { ownedName, removeOrphans } from '../layout/lock-file.js';
@@ -17,12 +18,37 @@ function siblingPrefix(dest: string): string {
 }
 
 /**
- * Removes what earlier pulls to `dest` left beside it when they were killed (SIGKILL, the OOM
- * killer, a reboot): partial checkpoints, as large as the memory they hold. Only those whose
- * process is gone, in this pid namespace; best effort.
+ * Where a pull writes a directory `dest` until it is complete. Beside it, and renamed over it at
+ * the end; but an existing empty directory on another file system than its parent (a mount point:
+ * a container's volume), or in a parent the user may not write, cannot be renamed over: it is
+ * filled from inside (`inPlace`), from the same name within it.
+ */
+export async function directoryTemp(dest: string): Promise<{ temp: string; inPlace: boolean }> {
+  const info = await lstatIfExists(dest);
+  const parent = dirname(dest);
+  const inPlace =
+    info?.isDirectory() === true &&
+    (info.dev !== (await stat(parent)).dev || (await isMountPoint(dest)) || (await access(parent, constants.W_OK).then(() => false, () => true)));
+  return inPlace ? { temp: join(dest, `${siblingPrefix(dest)}${ownedName()}`), inPlace } : { temp: tempSibling(dest), inPlace };
+}
+
+/** A bind mount of a directory of the same file system has its parent's device: the mount table tells. */
+async function isMountPoint(dir: string): Promise<boolean> {
+  const table = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  const real = await realpath(dir);
+  // The fifth field, with space, tab, newline and backslash escaped in octal.
+  const unescape = (field: string) => field.replace(/\\([0-7]{3})/g, (_, code: string) => String.fromCharCode(parseInt(code, 8)));
+  return table.split('\n').some((line) => unescape(line.split(' ')[4] ?? '') === real);
+}
+
+/**
+ * Removes what earlier pulls to `dest` left beside it, or in it, when they were killed (SIGKILL,
+ * the OOM killer, a reboot): partial checkpoints, as large as the memory they hold. Only those
+ * whose process is gone, in this pid namespace; best effort.
  */
 export async function removeAbandonedSiblings(dest: string): Promise<void> {
   await removeOrphans(dirname(dest), siblingPrefix(dest));
+  await removeOrphans(dest, siblingPrefix(dest));
 }
 
 /** The directory to write into must exist: a pull creates its output, not the folders above it. */
@@ -56,15 +82,24 @@ export async function assertFileFree(dest: string): Promise<void> {
   if (await lstatIfExists(dest)) throw new CkptError('DESTINATION_EXISTS', 'already exists', { subject: dest });
 }
 
-/** Moves a complete directory to its final name; an empty directory there is replaced (rename(2) allows it). */
-export async function commitDirectory(temp: string, dest: string): Promise<void> {
+/**
+ * Moves a complete directory to its final name; an empty directory there is replaced (rename(2)
+ * allows it). Filled from inside (`inPlace`), its entries move up one by one, once nothing else
+ * has appeared in it: the tree then shows there over a few renames, not at once.
+ */
+export async function commitDirectory(temp: string, dest: string, inPlace = false): Promise<void> {
+  const appeared = (cause?: unknown) => new CkptError('DESTINATION_EXISTS', 'appeared while the pull ran', { subject: dest, cause });
   try {
-    await rename(temp, dest);
+    if (!inPlace) {
+      await rename(temp, dest);
+      return;
+    }
+    if ((await readdir(dest)).some((name) => name !== basename(temp))) throw appeared();
+    for (const name of await readdir(temp)) await rename(join(temp, name), join(dest, name));
+    await rmdir(temp);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
-      throw new CkptError('DESTINATION_EXISTS', 'appeared while the pull ran', { subject: dest, cause: err });
-    }
+    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') throw appeared(err);
     throw fromSystemError(err, dest, true);
   }
 }

@@ -8,9 +8,9 @@ import {
   assertDirectoryFree,
   assertParentDirectory,
   commitDirectory,
+  directoryTemp,
   removeAbandonedSiblings,
   removeQuietly,
-  tempSibling,
 } from './destination.js';
 import { assertHoldsCheckpoint } from './holds-checkpoint.js';
 import { readLayer } from './layer.js';
@@ -45,11 +45,11 @@ export async function unpackToDirectory(
 ): Promise<UnpackResult> {
   const opts = normaliseUnpackOptions(options);
   const path = resolve(dest);
-  await assertDirectoryFree(path);
   await assertParentDirectory(path);
   await removeAbandonedSiblings(path);
+  await assertDirectoryFree(path);
   const plan = await planUnpack(target, manifestDesc, opts);
-  const temp = tempSibling(path);
+  const { temp, inPlace } = await directoryTemp(path);
   try {
     await mkdir(temp, { mode: TREE_MODE });
   } catch (err) {
@@ -60,8 +60,9 @@ export async function unpackToDirectory(
     if (opts.checkpointImage !== undefined) {
       await assertHoldsCheckpoint(async (file) => (await lstat(join(temp, file)).catch(() => undefined))?.isFile() === true, opts.checkpointImage);
     }
-    await chmod(temp, TREE_MODE);
-    await commitDirectory(temp, path);
+    // Filled in place, the directory itself holds the tree: closed before the tree moves in.
+    await chmod(inPlace ? path : temp, TREE_MODE);
+    await commitDirectory(temp, path, inPlace);
     return {
       path,
       manifest: manifestDesc,
