@@ -363,9 +363,10 @@ async function removeLeftovers(dir: string): Promise<void> {
   const places: [string, string][] = [
     [dirname(dir), `.${basename(dir)}${REMOVED_PREFIX}`],
     [dir, REMOVED_PREFIX],
-    // Blobs a killed process was writing, and the lock it was making.
+    // Blobs a killed process was writing, the lock it was making, and its mark as a user.
     [join(dir, INGEST_DIR), ''],
     [dir, `${LOCK_FILE}.`],
+    [join(dir, USERS_DIR), ''],
   ];
   // Only names of exactly our making: a sibling layout called `<name>.removed.x` keeps its own.
   for (const [where, prefix] of places) await removeOrphans(where, prefix);

@@ -268,7 +268,7 @@ describe('a layout a failed build made', () => {
     });
   }
 
-  it('blobs and a lock a killed process was writing are deleted by the next one to open the layout', async () => {
+  it('blobs, a lock and the user mark a killed process left are deleted by the next one to open the layout', async () => {
     const { dir, layout } = await layoutWithBlob();
     await layout.close();
     const exited = execa('true');
@@ -282,9 +282,13 @@ describe('a layout a failed build made', () => {
     // A lock it was making, written but not yet linked into place.
     const lock = join(dir, `index.json.lock.${exited.pid ?? 0}${namespace}.${randomUUID()}`);
     await writeFile(lock, `${exited.pid ?? 0}\n`);
+    const mark = join(dir, '.users', `${exited.pid ?? 0}${namespace}.${randomUUID()}`);
+    await mkdir(join(dir, '.users'));
+    await writeFile(mark, '');
     await (await OciLayout.open(dir, { create: true })).close();
     expect(await readdir(ingest)).toEqual([basename(live)]);
     expect(existsSync(lock)).toBe(false);
+    expect(existsSync(join(dir, '.users'))).toBe(false);
     await rm(live);
     await (await OciLayout.open(dir, { create: true })).close();
     expect(existsSync(ingest)).toBe(false);
