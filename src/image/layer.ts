@@ -70,8 +70,19 @@ export class LayerWriter {
 
   /** Adds one entry; `tap`, when given, receives a copy of the content. */
   async add(entry: TreeEntry, content: Readable | undefined, tap?: Writable): Promise<void> {
-    // A stopped pack throws "already finalized or destroyed": the reason it stopped is what counts.
-    if (this.#failure) throw this.#failure;
+    try {
+      // A stopped pack throws "already finalized or destroyed": the reason it stopped is what counts.
+      if (this.#failure) throw this.#failure;
+      await this.#add(entry, content, tap);
+    } catch (err) {
+      // The store stopped reading (a registry refused the upload): the pack failed with "premature
+      // close" first, and the store's own reason follows once it has cancelled its upload.
+      if (this.#pack.destroyed && !this.#failure) throw await this.#stored.then(() => err, (stored: unknown) => stored);
+      throw err;
+    }
+  }
+
+  async #add(entry: TreeEntry, content: Readable | undefined, tap?: Writable): Promise<void> {
     this.entries++;
     this.contentBytes += entry.size;
     const header = tarHeader(entry);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { copy } from '../../src/commands/copy.js';
+import { push } from '../../src/commands/push.js';
 import { openCheckpoint } from '../../src/checkpoint/open.js';
 import { copyGraph } from '../../src/content/copy.js';
 import { buildImage as buildCheckpointImage } from '../../src/image/build.js';
@@ -292,6 +293,24 @@ describe('faults between ckpt and the registry', () => {
     expect(failing.fired).toBe(2);
     proxy.add({ method: 'HEAD', url: /\/manifests\/v1/, fault: { kind: 'status', status: 500 }, times: 2 });
     expect(await viaProxy.resolve('v1')).toEqual(manifest.desc);
+  });
+
+  it('a registry refusing the upload of a streamed layer: DENIED from push, not the tar stream it cut short', async () => {
+    await useProxy();
+    const denied = { kind: 'answer', status: 403, headers: { 'content-type': 'application/json' }, body: Buffer.from('{"errors":[{"code":"DENIED","message":"quota exceeded"}]}') } as const;
+    proxy.add({ method: 'PATCH', url: PATCH_URL, fault: denied, times: 1000 });
+    proxy.add({ method: 'PUT', url: PATCH_URL, fault: denied, times: 1000 });
+    // Layers written on the main thread: uncompressed, gzip, and those of a directory.
+    const cases = [
+      ['podman-counter.tar', 'none'],
+      ['podman-counter.tar.zst', 'gzip'],
+      ['criu-raw-shell', 'none'],
+    ] as const;
+    for (const [source, compression] of cases) {
+      const err = await rejection(push(fixture(source), `${proxy.host}/faults/denied${++n}:v1`, { compression, chunkSize: 1024 }));
+      expect(err.code, `${source}, ${compression}: ${err.message}`).toBe('DENIED');
+      expect(err.message).toContain('quota exceeded');
+    }
   });
 
   it('gives up with REGISTRY_ERROR when the registry keeps failing', async () => {
