@@ -1,4 +1,5 @@
 import { resolveImage } from '../content/resolve-image.js';
+import { isCkptError } from '../errors.js';
 import type { TransferOptions } from '../content/target.js';
 import type { Descriptor, Platform } from '../oci/schemas.js';
 import { formatReference, parseReference, referenceSelector } from '../reference.js';
@@ -37,7 +38,7 @@ export async function pull(sourceInput: string, destination: string, options: Pu
   const ref = parseReference(sourceInput);
   if (destination.startsWith('oci:')) {
     const copied = await copy(sourceInput, destination, options);
-    return { source: copied.source, descriptor: copied.descriptor, manifest: copied.descriptor, destination: copied.reference, kind: 'layout' };
+    return { source: copied.source, descriptor: copied.descriptor, manifest: await copiedManifest(copied.reference, copied.descriptor, options), destination: copied.reference, kind: 'layout' };
   }
   // Layers decode on worker threads that start while the manifest is read.
   startSpareWorkers('unpack/zstd-worker', sparesForPull(options.concurrency));
@@ -60,5 +61,22 @@ export async function pull(sourceInput: string, destination: string, options: Pu
     }
   } finally {
     await stopSpareWorkers('unpack/zstd-worker');
+  }
+}
+
+/**
+ * The manifest for this node (or `options.platform`) of an image copied whole into a layout, read
+ * there; for an index without one, or an artifact, what the reference points to (`root`).
+ */
+async function copiedManifest(reference: string, root: Descriptor, options: PullOptions): Promise<Descriptor> {
+  const ref = parseReference(reference);
+  const layout = await openTarget(ref, options);
+  try {
+    return (await resolveImage(layout, referenceSelector(ref), options)).manifestDesc;
+  } catch (err) {
+    if (isCkptError(err, 'NOT_FOUND') || isCkptError(err, 'UNSUPPORTED')) return root;
+    throw err;
+  } finally {
+    await layout.close?.();
   }
 }

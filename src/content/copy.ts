@@ -33,6 +33,8 @@ export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descript
   const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
   setMaxListeners(256, signal);
   const transfer: TransferOptions = { signal, onProgress: options.onProgress };
+  // A blob's progress is its destination's: the source reporting its reads too would count it twice.
+  const read: TransferOptions = { signal };
 
   const skipped = (desc: Descriptor) =>
     options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'skipped' });
@@ -43,7 +45,7 @@ export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descript
       return;
     }
     if (dst.mount && (await dst.mount(desc, src, transfer))) return;
-    await dst.push(desc, await src.fetch(desc, transfer), transfer);
+    await dst.push(desc, await src.fetch(desc, read), transfer);
   };
 
   const copyNode = (desc: Descriptor): Promise<void> => {
@@ -58,7 +60,7 @@ export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descript
         if (tag !== undefined) await dst.tag(root, tag, transfer);
         return;
       }
-      const bytes = isRoot && options.rootBytes ? options.rootBytes : await fetchSmall(src, desc, transfer);
+      const bytes = isRoot && options.rootBytes ? options.rootBytes : await fetchSmall(src, desc, read);
       await Promise.all(successors(desc, bytes, `${src.name}@${desc.digest}`).map(copyNode));
       if (tag !== undefined) await dst.tag(root, tag, { ...transfer, bytes });
       else if (await dst.exists(desc, transfer)) skipped(desc);

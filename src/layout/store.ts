@@ -169,6 +169,7 @@ export class OciLayout implements Target {
     let bytes = 0;
     const report = options.onProgress;
     if (report) {
+      report({ mediaType: progressDesc.mediaType, digest: progressDesc.digest, bytes, total: progressDesc.size, state: 'start' });
       check.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
         report({ mediaType: progressDesc.mediaType, digest: progressDesc.digest, bytes, total: progressDesc.size, state: 'progress' });
