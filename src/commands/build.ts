@@ -4,6 +4,7 @@ import { type BuildImageOptions, type BuildImageResult, buildImage } from '../im
 import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
 import { type ImageReference, formatReference, parseReference } from '../reference.js';
 import { type OpenTargetOptions, openTarget, writingTo } from '../target/open.js';
+import { runCommand } from './run-command.js';
 
 export type BuildOptions = Omit<BuildImageOptions, 'tag'> & Omit<OpenTargetOptions, 'create'>;
 
@@ -23,7 +24,11 @@ function destinationTag(ref: ImageReference, input: string): string {
  * tagged, and a layout the build created is removed, unless another process has it open to write
  * or has tagged into it meanwhile.
  */
-export async function build(sourceInput: string, destination: string, options: BuildOptions = {}): Promise<BuildResult> {
+export function build(sourceInput: string, destination: string, options: BuildOptions = {}): Promise<BuildResult> {
+  return runCommand('build', { source: sourceInput, destination }, options, (checked) => buildChecked(sourceInput, destination, checked));
+}
+
+async function buildChecked(sourceInput: string, destination: string, options: BuildOptions): Promise<BuildResult> {
   const ref = parseReference(destination);
   const tag = destinationTag(ref, destination);
   const source = await openCheckpoint(sourceInput, writingTo(ref, options));

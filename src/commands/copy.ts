@@ -8,6 +8,7 @@ import type { Descriptor } from '../oci/schemas.js';
 import { formatReference, parseReference, referenceSelector } from '../reference.js';
 import type { TransferOptions } from '../content/target.js';
 import { type RegistryAccess, openTarget, writingTo } from '../target/open.js';
+import { runCommand } from './run-command.js';
 
 export interface CopyOptions extends RegistryAccess {
   /**
@@ -33,7 +34,11 @@ export interface CopyResult {
  * are skipped and blobs in another repository of the same registry are mounted. On failure a
  * layout the copy created is removed, as `build` removes one.
  */
-export async function copy(sourceInput: string, destination: string, options: CopyOptions = {}): Promise<CopyResult> {
+export function copy(sourceInput: string, destination: string, options: CopyOptions = {}): Promise<CopyResult> {
+  return runCommand('command', { source: sourceInput, destination }, options, (checked) => copyChecked(sourceInput, destination, checked));
+}
+
+async function copyChecked(sourceInput: string, destination: string, options: CopyOptions): Promise<CopyResult> {
   const srcRef = parseReference(sourceInput);
   const dstRef = parseReference(destination);
   if (options.concurrency !== undefined) assertConcurrency(options.concurrency);

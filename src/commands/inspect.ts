@@ -10,6 +10,7 @@ import { ImageSource } from '../checkpoint/sources/image.js';
 import { CkptAnnotation, recordedHostInfo } from '../image/annotations.js';
 import { CHECKPOINT_ARTIFACT_TYPE } from '../oci/mediatypes.js';
 import { DescriptorSchema } from '../oci/schemas.js';
+import { runCommand } from './run-command.js';
 
 export type InspectOptions = OpenCheckpointOptions;
 
@@ -87,7 +88,11 @@ function fromAnnotations(meta: CheckpointMetadata, annotations: Record<string, s
  * diff. From a checkpoint image made by ckpt it reads the manifest, the config and the metadata
  * layer only, never the memory pages.
  */
-export async function inspect(input: string, options: InspectOptions = {}): Promise<InspectResult> {
+export function inspect(input: string, options: InspectOptions = {}): Promise<InspectResult> {
+  return runCommand('command', { source: input }, options, (checked) => inspectChecked(input, checked));
+}
+
+async function inspectChecked(input: string, options: InspectOptions): Promise<InspectResult> {
   const meter = new ByteMeter();
   const source = await openCheckpoint(input, { ...options, meter });
   try {

@@ -3,6 +3,7 @@ import { parseRegistryHost, parseRegistryReference } from '../reference.js';
 import { type AuthFileOptions, removeCredential, storeCredential } from '../registry/auth-file.js';
 import { RegistryClient } from '../registry/client.js';
 import { type RegistryAccess, registryOptions } from '../target/open.js';
+import { runCommand } from './run-command.js';
 
 export interface LoginOptions extends Omit<RegistryAccess, 'credentials' | 'authFile'>, AuthFileOptions {
   username: string;
@@ -20,7 +21,11 @@ export function registryOf(input: string): string {
  * Checks the credentials against the registry, then stores them in the containers auth file (as
  * `podman login` does); returns the file written. Nothing is stored when the registry refuses them.
  */
-export async function login(registryInput: string, options: LoginOptions): Promise<string> {
+export function login(registryInput: string, options: LoginOptions): Promise<string> {
+  return runCommand('command', { registry: registryInput }, options, (checked) => loginChecked(registryInput, checked));
+}
+
+async function loginChecked(registryInput: string, options: LoginOptions): Promise<string> {
   const registry = registryOf(registryInput);
   if (!options.username || !options.password) {
     throw new CkptError('USAGE', 'login needs a user name and a password', { subject: registry });
@@ -36,6 +41,10 @@ export async function login(registryInput: string, options: LoginOptions): Promi
 }
 
 /** Removes the registry's entry from the containers auth file; false when there was none. */
-export async function logout(registryInput: string, options: AuthFileOptions = {}): Promise<boolean> {
+export function logout(registryInput: string, options: AuthFileOptions = {}): Promise<boolean> {
+  return runCommand('command', { registry: registryInput }, options, (checked) => logoutChecked(registryInput, checked));
+}
+
+async function logoutChecked(registryInput: string, options: AuthFileOptions): Promise<boolean> {
   return removeCredential(registryOf(registryInput), options);
 }

@@ -9,6 +9,7 @@ import { unpackToDirectory } from '../unpack/directory.js';
 import { startSpareWorkers, stopSpareWorkers } from '../threads/spares.js';
 import { sparesForPull } from '../unpack/options.js';
 import { copy } from './copy.js';
+import { runCommand } from './run-command.js';
 
 export interface PullOptions extends RegistryAccess, TransferOptions {
   /** The platform to pick from an image index (this node's by default). */
@@ -34,7 +35,11 @@ export interface PullResult {
  * `podman container restore --import` reads), or into `oci:DIR[:TAG]`. Every blob is verified as
  * it streams; the output appears under its final name only when complete.
  */
-export async function pull(sourceInput: string, destination: string, options: PullOptions = {}): Promise<PullResult> {
+export function pull(sourceInput: string, destination: string, options: PullOptions = {}): Promise<PullResult> {
+  return runCommand('command', { source: sourceInput, destination }, options, (checked) => pullChecked(sourceInput, destination, checked));
+}
+
+async function pullChecked(sourceInput: string, destination: string, options: PullOptions): Promise<PullResult> {
   const ref = parseReference(sourceInput);
   if (destination.startsWith('oci:')) {
     const copied = await copy(sourceInput, destination, options);

@@ -9,6 +9,7 @@ import { CHECKPOINT_ARTIFACT_TYPE } from '../oci/mediatypes.js';
 import type { Descriptor } from '../oci/schemas.js';
 import { formatReference, parseReference } from '../reference.js';
 import { type OpenTargetOptions, openTarget, writingTo } from '../target/open.js';
+import { runCommand } from './run-command.js';
 
 export interface PushOptions extends Omit<BuildImageOptions, 'tag'>, Omit<OpenTargetOptions, 'create'> {
   /** Blobs moved at once when the source is already a checkpoint image (default 4). */
@@ -50,7 +51,11 @@ function assertNoImageOptions(options: PushOptions, source: string): void {
  * ckpt made is copied as it is, keeping its digests. The tag moves last; on failure a layout the
  * push created is removed, as `build` removes one.
  */
-export async function push(sourceInput: string, destination: string, options: PushOptions = {}): Promise<PushResult> {
+export function push(sourceInput: string, destination: string, options: PushOptions = {}): Promise<PushResult> {
+  return runCommand('build', { source: sourceInput, destination }, options, (checked) => pushChecked(sourceInput, destination, checked));
+}
+
+async function pushChecked(sourceInput: string, destination: string, options: PushOptions): Promise<PushResult> {
   const ref = parseReference(destination);
   if (ref.digest) throw new CkptError('INVALID_REFERENCE', 'a push destination takes a tag, not a digest', { subject: destination });
   if (options.concurrency !== undefined) assertConcurrency(options.concurrency);

@@ -350,7 +350,9 @@ async function publish(
     };
     ({ desc: descriptor, bytes: rootBytes } = jsonBlob(MediaType.imageIndex, index));
   }
-  // The root last, with its tag where there is one: a registry takes both in one PUT.
+  // The root last, with its tag where there is one: a registry takes both in one PUT. Not once
+  // aborted: a cached build gets here without reading anything that would notice.
+  options.signal?.throwIfAborted();
   if (options.tag) await target.tag(descriptor, options.tag, { ...transfer, bytes: rootBytes });
   else await target.push(descriptor, Readable.from([rootBytes]), transfer);
   return { descriptor, manifest: manifestDesc, config: configDesc, layers, metadata, host };

@@ -3,6 +3,7 @@
  * `ResolvedOptions`, never the caller's object.
  */
 
+import { CkptError } from '../errors.js';
 import type { Credential } from './credentials.js';
 import type { HostSettings } from './hosts.js';
 
@@ -62,7 +63,7 @@ export const DEFAULT_BODY_TIMEOUT_MS = 60_000;
 export function resolveOptions(options: RegistryOptions = {}): ResolvedOptions {
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   if (!Number.isInteger(chunkSize) || chunkSize < 1024) {
-    throw new RangeError(`chunkSize must be an integer of at least 1024 bytes, got ${chunkSize}`);
+    throw new CkptError('USAGE', `chunkSize must be an integer of at least 1024 bytes, not ${chunkSize}`);
   }
   const fixed: HostSettings = { scheme: options.plainHttp ? 'http' : 'https', ca: options.ca ?? [] };
   return {

@@ -1,0 +1,90 @@
+import { z } from 'zod';
+import { COMPRESSIONS } from '../compress/codec.js';
+import type { TransferOptions } from '../content/target.js';
+import { CkptError, isCkptError } from '../errors.js';
+import { COMPATS } from '../image/annotations.js';
+import { BuildCache } from '../image/cache.js';
+
+const callback = z.custom<(...args: never[]) => unknown>((value) => typeof value === 'function', 'expected a function');
+
+/** What every command takes. A JavaScript caller has no compiler to stop a wrong value: each is checked first. */
+const CommandOptionsCheck = z.looseObject({
+  signal: z.instanceof(AbortSignal, { message: 'expected an AbortSignal' }).optional(),
+  onProgress: callback.optional(),
+  concurrency: z.number().optional(),
+  chunkSize: z.number().int().min(1024, 'expected at least 1024 bytes').optional(),
+  authFile: z.string().optional(),
+  caFiles: z.array(z.string()).optional(),
+  plainHttp: z.boolean().optional(),
+  tlsVerify: z.boolean().optional(),
+  credentials: z.looseObject({ username: z.string(), password: z.string() }).optional(),
+});
+
+/** What a build takes besides (build, push). */
+const BuildOptionsCheck = CommandOptionsCheck.extend({
+  compression: z.enum(COMPRESSIONS).optional(),
+  level: z.number().optional(),
+  compat: z.enum(COMPATS).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  hostInfo: z.boolean().optional(),
+  maxLayerBytes: z.number().int().positive().optional(),
+  cache: z.instanceof(BuildCache, { message: 'expected a BuildCache' }).optional(),
+});
+
+export type OptionsKind = 'command' | 'build';
+const CHECKS: Record<OptionsKind, z.ZodType> = { command: CommandOptionsCheck, build: BuildOptionsCheck };
+
+function usage(message: string): CkptError {
+  return new CkptError('USAGE', message);
+}
+
+/**
+ * Runs a command of the public API with `inputs` (the references and paths it names, which must
+ * be non-empty strings) and `options`, checked first. Whatever a caller's abort interrupts, and
+ * whatever reason its signal carries (a timeout's, the caller's own error), the command fails with
+ * ABORTED. A progress callback that throws stops the command, which fails with that error: thrown
+ * from inside a stream's event, it would otherwise end the process.
+ */
+export async function runCommand<O extends object, T>(
+  kind: OptionsKind,
+  inputs: Record<string, unknown>,
+  options: O,
+  body: (options: O) => Promise<T>,
+): Promise<T> {
+  for (const [name, value] of Object.entries(inputs)) {
+    if (typeof value !== 'string' || value.trim() === '') throw usage(`${name} must be a non-empty string, not ${JSON.stringify(value) ?? String(value)}`);
+  }
+  if (typeof options !== 'object' || options === null) throw usage('options must be an object');
+  const checked = CHECKS[kind].safeParse(options);
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    throw usage(`option ${issue?.path.join('.') ?? '?'}: ${issue?.message ?? 'invalid'}`);
+  }
+  const { signal, onProgress }: TransferOptions = options;
+  const subject = Object.values(inputs)[0] as string;
+  const aborted = () => new CkptError('ABORTED', 'operation aborted', { subject, cause: signal?.reason });
+  if (signal?.aborted) throw aborted();
+  const callbackFailed = new AbortController();
+  let thrown: { error: unknown } | undefined;
+  const guarded = {
+    ...options,
+    signal: signal ? AbortSignal.any([signal, callbackFailed.signal]) : callbackFailed.signal,
+    onProgress: onProgress
+      ? (event) => {
+          try {
+            onProgress(event);
+          } catch (error) {
+            thrown ??= { error };
+            callbackFailed.abort(error);
+          }
+        }
+      : undefined,
+  } satisfies TransferOptions;
+  try {
+    return await body(guarded);
+  } catch (err) {
+    if (thrown) throw thrown.error;
+    if (signal?.aborted && !isCkptError(err, 'ABORTED')) throw aborted();
+    throw err;
+  }
+}
