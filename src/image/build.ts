@@ -266,6 +266,9 @@ async function writeLayers(
   let sparesStarted = false;
   try {
     for await (const { entry, open, region } of source.entries(signal)) {
+      // CRIU's inventory at the top is a raw dump's: a --compat family it cannot fill is refused
+      // now, not once every layer is written (an archive may hold config.dump anywhere, or not).
+      if (entry.path === 'inventory.img' && options.compat && options.compat !== 'auto') assertRecognisable(options.compat, options.annotations ?? {});
       const role = layerRole(entry.path);
       if (!placed.add(entry, role)) continue;
       if (role === 'pages' && threadCompression && !sparesStarted) {

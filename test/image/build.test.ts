@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -264,7 +264,7 @@ describe('compression, compat and annotations', () => {
     expect(JSON.parse(stdout).config.Labels).toMatchObject({ 'io.kubernetes.cri-o.annotations.checkpoint.name': 'counter' });
   });
 
-  it('refuses --compat for a raw CRIU dump directory before it writes any layer', async () => {
+  it('refuses --compat for a raw CRIU dump before it writes a layer: a directory, or an archive once it reaches the inventory', async () => {
     const store = await OciLayout.open(join(await tempDir(), 'layout'), { create: true });
     let written = 0;
     const ingest = store.ingest.bind(store);
@@ -278,6 +278,13 @@ describe('compression, compat and annotations', () => {
     const named = { 'io.kubernetes.cri-o.annotations.checkpoint.name': 'shell' };
     await buildImage(await openCheckpoint(fixture('criu-raw-shell')), store, { hostInfo: false, compat: 'crio', annotations: named, tag: 't' });
     expect(written).toBeGreaterThan(0);
+    // From a compressed archive, read in order: refused at its inventory, with only the metadata layer begun.
+    const files = (await readdir(fixture('criu-raw-shell'))).filter((name) => name !== 'inventory.img');
+    const archive = join(await tempDir(), 'raw.tar.zst');
+    await execa('tar', ['-C', fixture('criu-raw-shell'), '--zstd', '-cf', archive, 'inventory.img', ...files]);
+    written = 0;
+    await expect(buildImage(await openCheckpoint(archive), store, { hostInfo: false, compat: 'crio' })).rejects.toMatchObject({ code: 'USAGE' });
+    expect(written).toBe(1);
   });
 
   it('refuses --compat for a runtime whose keys a raw CRIU dump cannot fill', async () => {
