@@ -1,5 +1,5 @@
 import { CkptError } from '../errors.js';
-import { parseRegistryHost, parseRegistryReference } from '../reference.js';
+import { parseRegistryHost } from '../reference.js';
 import { type AuthFileOptions, removeCredential, storeCredential } from '../registry/auth-file.js';
 import { RegistryClient } from '../registry/client.js';
 import { type RegistryAccess, registryOptions } from '../target/open.js';
@@ -11,10 +11,21 @@ export interface LoginOptions extends Omit<RegistryAccess, 'credentials' | 'auth
   signal?: AbortSignal;
 }
 
-/** The registry of a full reference (`host/repo:tag`), else the host named alone (parseRegistryHost). */
-export function registryOf(input: string): string {
+/**
+ * The auth-file key `input` names, as `podman login` takes it: a registry (HOST[:PORT], a name
+ * alone, a URL), or a namespace in one (HOST/NAMESPACE), whose entry then wins over the host's
+ * for the repositories below it. A tag or digest has no place in it (storeCredential refuses it).
+ */
+export function authKey(input: string): string {
   const path = input.replace(/^https?:\/\//, '').replace(/\/+$/, '');
-  return path.includes('/') ? parseRegistryReference(path).registry : parseRegistryHost(path);
+  const slash = path.indexOf('/');
+  const host = slash < 0 ? path : path.slice(0, slash);
+  if (host.includes('@')) {
+    throw new CkptError('USAGE', 'a registry address holds no credentials: give them with --creds or --password-stdin', {
+      subject: input.replace(/^(https?:\/\/)?[^/]*@/, '$1[redacted]@'),
+    });
+  }
+  return slash < 0 ? parseRegistryHost(host) : `${parseRegistryHost(host)}/${path.slice(slash + 1)}`;
 }
 
 /**
@@ -26,9 +37,10 @@ export function login(registryInput: string, options: LoginOptions): Promise<str
 }
 
 async function loginChecked(registryInput: string, options: LoginOptions): Promise<string> {
-  const registry = registryOf(registryInput);
+  const key = authKey(registryInput);
+  const registry = key.split('/', 1)[0] ?? key;
   if (!options.username || !options.password) {
-    throw new CkptError('USAGE', 'login needs a user name and a password', { subject: registry });
+    throw new CkptError('USAGE', 'login needs a user name and a password', { subject: key });
   }
   const credentials = { username: options.username, password: options.password };
   const client = new RegistryClient(registry, registryOptions({ ...options, credentials }));
@@ -37,14 +49,14 @@ async function loginChecked(registryInput: string, options: LoginOptions): Promi
   } finally {
     await client.close();
   }
-  return storeCredential(registry, credentials, options);
+  return storeCredential(key, credentials, options);
 }
 
-/** Removes the registry's entry from the containers auth file; false when there was none. */
+/** Removes the entry of the registry or namespace (authKey) from the containers auth file; false when there was none. */
 export function logout(registryInput: string, options: AuthFileOptions = {}): Promise<boolean> {
   return runCommand('command', { registry: registryInput }, options, (checked) => logoutChecked(registryInput, checked));
 }
 
 async function logoutChecked(registryInput: string, options: AuthFileOptions): Promise<boolean> {
-  return removeCredential(registryOf(registryInput), options);
+  return removeCredential(authKey(registryInput), options);
 }

@@ -157,6 +157,26 @@ describe('authentication and TLS', () => {
     expect((await ckpt(['inspect', `${basic.host}/ckpt/crio:v1`], { env })).exitCode).toBe(5);
   });
 
+  it('login and logout of a namespace touch its own entry, as podman login does, not the host entry', async () => {
+    const authFile = join(await tempDir(), 'auth.json');
+    const env = { REGISTRY_AUTH_FILE: authFile };
+    const entries = async () => Object.keys((JSON.parse(await readFile(authFile, 'utf8')) as { auths: object }).auths).sort();
+    for (const key of [basic.host, `${basic.host}/team`]) {
+      const login = await ckpt(['login', key, '--username', USER, '--password-stdin'], { input: `${PASSWORD}\n`, env });
+      expect(login.exitCode, login.stderr).toBe(0);
+    }
+    expect(await entries()).toEqual([basic.host, `${basic.host}/team`]);
+    const logout = await ckpt(['logout', `${basic.host}/team`], { env });
+    expect(logout.stderr.trim()).toBe(`Removed login credentials for ${basic.host}/team`);
+    expect(await entries()).toEqual([basic.host]);
+    // podman refuses a tag in a key; a password in the address is refused without being printed.
+    expect((await ckpt(['login', `${basic.host}/team/app:v1`, '--creds', `${USER}:${PASSWORD}`], { env })).exitCode).toBe(2);
+    const inUrl = await ckpt(['login', `https://${USER}:${PASSWORD}@${basic.host}`, '--creds', `${USER}:${PASSWORD}`], { env });
+    expect(inUrl.exitCode).toBe(2);
+    expect(`${inUrl.stdout}${inUrl.stderr}`).not.toContain(PASSWORD);
+    expect(inUrl.stderr).toContain('[redacted]@');
+  });
+
   it('token auth: a bearer token from the realm', async () => {
     const run = await ckpt(['push', fixture('containerd-counter.tar'), `${token.host}/ckpt/ctrd:v1`, '--creds', `${USER}:${PASSWORD}`, '-q']);
     expect(run.exitCode, run.stderr).toBe(0);

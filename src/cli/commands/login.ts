@@ -6,7 +6,7 @@ export function registerLogin(cli: Command, signal: AbortSignal): void {
   const login = cli
     .command('login')
     .description('Check credentials against a registry and store them in the containers auth file (like podman login)')
-    .argument('<registry>', 'HOST[:PORT], a name alone, a URL, or an image reference (its registry)');
+    .argument('<registry>', 'HOST[:PORT], a name alone, a URL, or HOST/NAMESPACE (for that namespace only, as podman login)');
   addRegistryFlags(login);
   // The shared flag reads credentials; here it names the file they are stored in.
   const authfile = login.options.find((option) => option.long === '--authfile');
@@ -22,12 +22,12 @@ export function registerLogin(cli: Command, signal: AbortSignal): void {
   cli
     .command('logout')
     .description('Remove the stored credentials of a registry from the containers auth file')
-    .argument('<registry>', 'HOST[:PORT], a name alone, a URL, or an image reference (its registry)')
+    .argument('<registry>', 'HOST[:PORT], a name alone, a URL, or HOST/NAMESPACE (that entry only)')
     .option('--authfile <file>', 'auth file to change (also $REGISTRY_AUTH_FILE)')
     .action(async (registry: string, flags: { authfile?: string }) => {
-      const { logout, registryOf } = await import('../../commands/login.js');
+      const { logout, authKey } = await import('../../commands/login.js');
       const removed = await logout(registry, { authFile: flags.authfile ?? process.env.REGISTRY_AUTH_FILE });
-      if (!removed) throw new CkptError('NOT_FOUND', 'not logged in', { subject: registryOf(registry) });
-      process.stderr.write(`Removed login credentials for ${registryOf(registry)}\n`);
+      if (!removed) throw new CkptError('NOT_FOUND', 'not logged in', { subject: authKey(registry) });
+      process.stderr.write(`Removed login credentials for ${authKey(registry)}\n`);
     });
 }
