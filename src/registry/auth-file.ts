@@ -28,7 +28,8 @@ const AuthEntrySchema = z.looseObject({
 export type AuthEntry = z.infer<typeof AuthEntrySchema>;
 
 const AuthFileSchema = z.looseObject({
-  auths: z.record(z.string(), AuthEntrySchema).nullish(),
+  // A null entry (other tools write them) holds nothing; it is skipped, not a broken file.
+  auths: z.record(z.string(), AuthEntrySchema.nullable()).nullish(),
   credHelpers: z.record(z.string(), z.string()).nullish(),
   credsStore: z.string().nullish(),
 });

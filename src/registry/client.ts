@@ -166,7 +166,7 @@ export class RegistryClient {
       const agent = new Agent({
         connect: {
           ca,
-          rejectUnauthorized: this.options.tlsVerify,
+          rejectUnauthorized: this.options.tlsVerify && !settings.insecure,
           ...(settings.clientCert ? { cert: settings.clientCert.cert, key: settings.clientCert.key } : {}),
         },
         connectTimeout: 30_000,

@@ -88,13 +88,14 @@ function keyHost(key: string): string {
  * specific (`host/ns/repo`, `host/ns`) to the host itself, then any key naming the same host in
  * another spelling (`https://host`, `http://host/v1/`, Docker Hub's aliases).
  */
-function authEntryFor(auths: Record<string, AuthEntry>, registry: string, repository?: string): AuthEntry | undefined {
+function authEntryFor(auths: Record<string, AuthEntry | null>, registry: string, repository?: string): AuthEntry | undefined {
   for (const key of scopedKeys(registry, repository)) {
-    if (Object.hasOwn(auths, key)) return auths[key];
+    const entry = Object.hasOwn(auths, key) ? auths[key] : undefined;
+    if (entry) return entry;
   }
   const host = normalizeHost(registry);
-  const alias = Object.keys(auths).find((key) => keyHost(key) === host);
-  return alias === undefined ? undefined : auths[alias];
+  const alias = Object.keys(auths).find((key) => keyHost(key) === host && auths[key]);
+  return alias === undefined ? undefined : (auths[alias] ?? undefined);
 }
 
 /** `host/a/b/c`, `host/a/b`, `host/a`, `host`. */

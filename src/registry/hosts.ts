@@ -26,6 +26,11 @@ export interface HostSettings {
   ca: Buffer[];
   /** A client certificate and its key (PEM) from certs.d, for registries that ask for one. */
   clientCert?: { cert: Buffer; key: Buffer };
+  /**
+   * registries.conf marks the host, or the repository's namespace, `insecure`: plain HTTP, and TLS
+   * with a certificate that is not verified ("untrusted certificates", containers-registries.conf(5)).
+   */
+  insecure?: boolean;
 }
 
 export interface HostOptions {
@@ -45,8 +50,13 @@ export interface HostOptions {
    * ~/.config/containers/registries.conf if it exists, else /etc/containers/registries.conf.
    */
   registriesConf?: string;
-  /** Drop-in directories (`*.conf`, read after the main file); by default the system's, then the user's. */
+  /**
+   * Drop-in directories (`*.conf`, read after the main file); by default the system's, then the
+   * user's, or the user's alone where the main file is the user's.
+   */
   registriesConfDirs?: string[];
+  /** Where the system's registries.conf and registries.conf.d are; `/etc/containers` by default. */
+  systemDir?: string;
   /** Where CONTAINERS_REGISTRIES_CONF is read; `process.env` by default. */
   env?: NodeJS.ProcessEnv;
   /** The user's home directory; `os.homedir()` by default. */
@@ -58,9 +68,11 @@ export async function hostSettings(registry: string, options: HostOptions = {}):
   checkHostName(registry);
   const ca = await Promise.all((options.caFiles ?? []).map((file) => readPem(file, 'CERTIFICATE')));
   const fromDirs = await readCertsDirs(registry, options);
+  const insecure = await insecureInConf(registry, options);
   const settings: HostSettings = options.plainHttp
     ? { scheme: 'http', ca: [...ca, ...fromDirs.ca] }
-    : { scheme: 'https', httpFallback: await allowsPlainHttp(registry, options), ca: [...ca, ...fromDirs.ca] };
+    : { scheme: 'https', httpFallback: insecure || isLoopback(registry), ca: [...ca, ...fromDirs.ca] };
+  if (insecure) settings.insecure = true;
   if (fromDirs.clientCert) settings.clientCert = fromDirs.clientCert;
   return settings;
 }
@@ -72,8 +84,7 @@ function checkHostName(registry: string): void {
   }
 }
 
-async function allowsPlainHttp(registry: string, options: HostOptions): Promise<boolean> {
-  if (isLoopback(registry)) return true;
+async function insecureInConf(registry: string, options: HostOptions): Promise<boolean> {
   const name = options.repository ? `${registry}/${options.repository}` : registry;
   return insecureInRegistriesConf(name, await readRegistriesConf(options));
 }
@@ -190,17 +201,20 @@ const RegistriesConfSchema = z.looseObject({
 async function registriesConfFiles(options: HostOptions): Promise<string[]> {
   const home = options.home ?? homedir();
   const userDir = join(home, '.config/containers');
-  const dirs = options.registriesConfDirs ?? ['/etc/containers/registries.conf.d', join(userDir, 'registries.conf.d')];
+  const systemDir = options.systemDir ?? '/etc/containers';
   const main =
-    options.registriesConf || (options.env ?? process.env).CONTAINERS_REGISTRIES_CONF || (await userOrSystemConf(userDir));
+    options.registriesConf || (options.env ?? process.env).CONTAINERS_REGISTRIES_CONF || (await userOrSystemConf(userDir, systemDir));
+  // A user's own registries.conf takes only the user's drop-ins (containers-registries.conf.d(5)).
+  const userDropIns = join(userDir, 'registries.conf.d');
+  const dirs = options.registriesConfDirs ?? (main === join(userDir, 'registries.conf') ? [userDropIns] : [join(systemDir, 'registries.conf.d'), userDropIns]);
   const dropIns = await Promise.all(dirs.map(confFilesIn));
   return [main, ...dropIns.flat()];
 }
 
 /** A user's registries.conf replaces the system's, as in containers/image. */
-async function userOrSystemConf(userDir: string): Promise<string> {
+async function userOrSystemConf(userDir: string, systemDir: string): Promise<string> {
   const user = join(userDir, 'registries.conf');
-  return (await stat(user).then(() => true, () => false)) ? user : '/etc/containers/registries.conf';
+  return (await stat(user).then(() => true, () => false)) ? user : join(systemDir, 'registries.conf');
 }
 
 async function confFilesIn(dir: string): Promise<string[]> {

@@ -39,7 +39,7 @@ export function registryOptions(access: RegistryAccess, repository?: string): Re
   const forThis = (registry: string) => explicit && (access.credentialsFor === undefined || access.credentialsFor === registry);
   return {
     credentials: async (registry) => (forThis(registry) ? explicit : findCredential(registry, { authFile: access.authFile, repository })),
-    hostSettings: (registry) => hostSettings(registry, { caFiles: access.caFiles, plainHttp: access.plainHttp }),
+    hostSettings: (registry) => hostSettings(registry, { caFiles: access.caFiles, plainHttp: access.plainHttp, repository }),
     tlsVerify: access.tlsVerify,
     retry: access.retry,
     chunkSize: access.chunkSize,

@@ -225,6 +225,17 @@ describe('authentication and TLS', () => {
     const withCa = await ckpt(['push', fixture('crio-counter.tar'), target, '--ca-file', caFile, '-q']);
     expect(withCa.exitCode, withCa.stderr).toBe(0);
   });
+
+  it('registries.conf insecure = true for a namespace: its certificate is not verified there, and only there', async () => {
+    const conf = join(await tempDir(), 'registries.conf');
+    await writeFile(conf, `[[registry]]\nlocation = "${tls.host}/lab"\ninsecure = true\n`);
+    const env = { CONTAINERS_REGISTRIES_CONF: conf };
+    const inLab = await ckpt(['push', fixture('crio-counter.tar'), `${tls.host}/lab/crio:v1`, '-q'], { env });
+    expect(inLab.exitCode, inLab.stderr).toBe(0);
+    const elsewhere = await ckpt(['push', fixture('crio-counter.tar'), `${tls.host}/prod/crio:v1`], { env });
+    expect(elsewhere.exitCode).toBe(6);
+    expect(elsewhere.stderr).toMatch(/certificate/i);
+  });
 });
 
 describe('copy within a registry that refuses the mount', () => {

@@ -125,6 +125,13 @@ describe('auth file sources', () => {
     expect(await find('a.example.com')).toEqual({ username: 'docker', password: '1' });
   });
 
+  it('skips null entries, as Podman does, instead of refusing the file', async () => {
+    await writeJson(runtimeAuth(), { auths: { 'a.example.com': { auth: b64('alice:1') }, 'other.example.com': null, 'a.example.com/team': null } });
+    expect(await find('a.example.com')).toEqual({ username: 'alice', password: '1' });
+    expect(await find('a.example.com', { repository: 'team/app' })).toEqual({ username: 'alice', password: '1' });
+    expect(await find('other.example.com')).toBeUndefined();
+  });
+
   it('returns identity tokens', async () => {
     await writeJson(runtimeAuth(), {
       auths: { 'a.example.com': { auth: b64('bob:'), identitytoken: 'refresh-abc' }, 'b.example.com': { identitytoken: 'refresh-def' } },

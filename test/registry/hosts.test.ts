@@ -158,6 +158,24 @@ registries = [
     expect(await scheme('c.example.com')).toBe('https');
   });
 
+  it("a user's own registries.conf takes the user's drop-ins, not the system's", async () => {
+    const defaults = { ...options, registriesConf: undefined, registriesConfDirs: undefined, systemDir: join(root, 'etc') };
+    await put('etc/registries.conf.d/50-lab.conf', `[[registry]]\nlocation = "lab.example.com"\ninsecure = true\n`);
+    await put('home/.config/containers/registries.conf.d/50-mine.conf', `[[registry]]\nlocation = "mine.example.com"\ninsecure = true\n`);
+    expect(await scheme('lab.example.com', defaults)).toBe('http');
+    expect(await scheme('mine.example.com', defaults)).toBe('http');
+    await put('home/.config/containers/registries.conf', `unqualified-search-registries = ["docker.io"]\n`);
+    expect(await scheme('lab.example.com', defaults)).toBe('https');
+    expect(await scheme('mine.example.com', defaults)).toBe('http');
+  });
+
+  it('insecure = true also lets an unverified certificate through, as in containers/image; loopback alone does not', async () => {
+    await put('registries.conf', `[[registry]]\nlocation = "lab.example.com/team"\ninsecure = true\n`);
+    expect(await hostSettings('lab.example.com', { ...options, repository: 'team/app' })).toMatchObject({ httpFallback: true, insecure: true });
+    expect((await hostSettings('lab.example.com', { ...options, repository: 'other/app' })).insecure).toBeUndefined();
+    expect((await hostSettings('127.0.0.1:5000', options)).insecure).toBeUndefined();
+  });
+
   it('reads $CONTAINERS_REGISTRIES_CONF when no file is named', async () => {
     const file = await put('custom.conf', `[[registry]]\nlocation = "a.example.com"\ninsecure = true\n`);
     expect(await scheme('a.example.com', { registriesConf: undefined, env: { CONTAINERS_REGISTRIES_CONF: file } })).toBe('http');
