@@ -1,8 +1,11 @@
 import { constants } from 'node:fs';
-import { access, link, lstat, readdir, readFile, realpath, rename, rm, rmdir, stat, unlink } from 'node:fs/promises';
+import { access, link, lstat, readdir, readFile, realpath, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CkptError, fromSystemError } from '../errors.js';
 import { ownedName, removeOrphans } from '../layout/lock-file.js';
+
+/** A checkpoint tree holds every secret of the process: only its owner may enter it. */
+export const TREE_MODE = 0o700;
 
 /**
  * Where a pull writes before its output is complete: a hidden sibling of the destination, so that
@@ -13,23 +16,22 @@ export function tempSibling(dest: string): string {
   return join(dirname(dest), `${siblingPrefix(dest)}${ownedName()}`);
 }
 
-function siblingPrefix(dest: string): string {
+/** What names a pull's temporary output for `dest`, beside it or, filled in place, in it. */
+export function siblingPrefix(dest: string): string {
   return `.${basename(dest)}.ckpt-`;
 }
 
 /**
- * Where a pull writes a directory `dest` until it is complete. Beside it, and renamed over it at
- * the end; but an existing empty directory on another file system than its parent (a mount point:
- * a container's volume), or in a parent the user may not write, cannot be renamed over: it is
- * filled from inside (`inPlace`), from the same name within it.
+ * Whether a pull fills the existing empty directory `dest` from inside (in-place.ts) rather than
+ * renaming a complete sibling over it: a mount point (a container's volume), on another file
+ * system than its parent or bound from the same one, cannot be renamed over, nor a directory in a
+ * parent the user may not write.
  */
-export async function directoryTemp(dest: string): Promise<{ temp: string; inPlace: boolean }> {
+export async function fillsInPlace(dest: string): Promise<boolean> {
   const info = await lstatIfExists(dest);
+  if (!info?.isDirectory()) return false;
   const parent = dirname(dest);
-  const inPlace =
-    info?.isDirectory() === true &&
-    (info.dev !== (await stat(parent)).dev || (await isMountPoint(dest)) || (await access(parent, constants.W_OK).then(() => false, () => true)));
-  return inPlace ? { temp: join(dest, `${siblingPrefix(dest)}${ownedName()}`), inPlace } : { temp: tempSibling(dest), inPlace };
+  return info.dev !== (await stat(parent)).dev || (await isMountPoint(dest)) || (await access(parent, constants.W_OK).then(() => false, () => true));
 }
 
 /** A bind mount of a directory of the same file system has its parent's device: the mount table tells. */
@@ -42,13 +44,12 @@ async function isMountPoint(dir: string): Promise<boolean> {
 }
 
 /**
- * Removes what earlier pulls to `dest` left beside it, or in it, when they were killed (SIGKILL,
- * the OOM killer, a reboot): partial checkpoints, as large as the memory they hold. Only those
- * whose process is gone, in this pid namespace; best effort.
+ * Removes what earlier pulls to `dest` left beside it when they were killed (SIGKILL, the OOM
+ * killer, a reboot): partial checkpoints, as large as the memory they hold. Only those whose
+ * process is gone, in this pid namespace; best effort.
  */
 export async function removeAbandonedSiblings(dest: string): Promise<void> {
   await removeOrphans(dirname(dest), siblingPrefix(dest));
-  await removeOrphans(dest, siblingPrefix(dest));
 }
 
 /** The directory to write into must exist: a pull creates its output, not the folders above it. */
@@ -82,24 +83,15 @@ export async function assertFileFree(dest: string): Promise<void> {
   if (await lstatIfExists(dest)) throw new CkptError('DESTINATION_EXISTS', 'already exists', { subject: dest });
 }
 
-/**
- * Moves a complete directory to its final name; an empty directory there is replaced (rename(2)
- * allows it). Filled from inside (`inPlace`), its entries move up one by one, once nothing else
- * has appeared in it: the tree then shows there over a few renames, not at once.
- */
-export async function commitDirectory(temp: string, dest: string, inPlace = false): Promise<void> {
-  const appeared = (cause?: unknown) => new CkptError('DESTINATION_EXISTS', 'appeared while the pull ran', { subject: dest, cause });
+/** Moves a complete directory to its final name; an empty directory there is replaced (rename(2) allows it). */
+export async function commitDirectory(temp: string, dest: string): Promise<void> {
   try {
-    if (!inPlace) {
-      await rename(temp, dest);
-      return;
-    }
-    if ((await readdir(dest)).some((name) => name !== basename(temp))) throw appeared();
-    for (const name of await readdir(temp)) await rename(join(temp, name), join(dest, name));
-    await rmdir(temp);
+    await rename(temp, dest);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') throw appeared(err);
+    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR') {
+      throw new CkptError('DESTINATION_EXISTS', 'appeared while the pull ran', { subject: dest, cause: err });
+    }
     throw fromSystemError(err, dest, true);
   }
 }

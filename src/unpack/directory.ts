@@ -8,18 +8,19 @@ import {
   assertDirectoryFree,
   assertParentDirectory,
   commitDirectory,
-  directoryTemp,
+  fillsInPlace,
   removeAbandonedSiblings,
   removeQuietly,
+  tempSibling,
+  TREE_MODE,
 } from './destination.js';
+import { abandonInPlace, commitInPlace, type InPlace, removeAbandonedInPlace, startInPlace } from './in-place.js';
 import { assertHoldsCheckpoint } from './holds-checkpoint.js';
 import { readLayer } from './layer.js';
 import { type NormalisedUnpackOptions, normaliseUnpackOptions, type UnpackOptions } from './options.js';
 import { mapLimited } from './parallel.js';
 import { planUnpack, type UnpackPlan } from './plan.js';
 
-/** A checkpoint tree holds every secret of the process: only its owner may enter it. */
-const TREE_MODE = 0o700;
 
 export interface UnpackResult {
   /** The output's final path. */
@@ -47,12 +48,15 @@ export async function unpackToDirectory(
   const path = resolve(dest);
   await assertParentDirectory(path);
   await removeAbandonedSiblings(path);
+  await removeAbandonedInPlace(path);
   await assertDirectoryFree(path);
   const plan = await planUnpack(target, manifestDesc, opts);
-  const { temp, inPlace } = await directoryTemp(path);
+  const place: InPlace | undefined = (await fillsInPlace(path)) ? await startInPlace(path) : undefined;
+  const temp = place?.temp ?? tempSibling(path);
   try {
     await mkdir(temp, { mode: TREE_MODE });
   } catch (err) {
+    if (place) await abandonInPlace(place);
     throw fromSystemError(err, path, true);
   }
   try {
@@ -60,9 +64,12 @@ export async function unpackToDirectory(
     if (opts.checkpointImage !== undefined) {
       await assertHoldsCheckpoint(async (file) => (await lstat(join(temp, file)).catch(() => undefined))?.isFile() === true, opts.checkpointImage);
     }
-    // Filled in place, the directory itself holds the tree: closed before the tree moves in.
-    await chmod(inPlace ? path : temp, TREE_MODE);
-    await commitDirectory(temp, path, inPlace);
+    if (place) {
+      await commitInPlace(place);
+    } else {
+      await chmod(temp, TREE_MODE);
+      await commitDirectory(temp, path);
+    }
     return {
       path,
       manifest: manifestDesc,
@@ -71,7 +78,7 @@ export async function unpackToDirectory(
       bytes: stats.reduce((sum, s) => sum + s.bytes, 0),
     };
   } catch (err) {
-    await removeQuietly(temp);
+    await (place ? abandonInPlace(place) : removeQuietly(temp));
     throw fromSystemError(err, path, true);
   }
 }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmod, chown, mkdir, readdir, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -69,14 +69,71 @@ describe('a pull to an empty directory that is a mount point', () => {
 
     await run('umount', [dest]);
     await run('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dest]);
+    await chmod(dest, 0o755);
     const err = await failure(pull(SOURCE, dest));
     expect(err.code).toBe('WRITE_FAILED');
     expect(err.message).toContain('no space left on device');
     expect(await readdir(dest)).toEqual([]);
+    // A directory the pull did not make keeps its mode when the pull fails.
+    expect((await stat(dest)).mode & 0o777).toBe(0o755);
+  });
+
+  /** An empty mount point of its own, bound over a fresh directory. */
+  async function mountPoint(ctx: { skip: () => void }): Promise<string> {
+    const base = await tempDir();
+    const [volume, dest] = [join(base, 'volume'), join(base, 'dest')];
+    await mkdir(volume);
+    await mkdir(dest);
+    if (!(await run('mount', ['--bind', volume, dest]).then(() => true, () => false))) ctx.skip();
+    undo.push(() => run('umount', [dest]));
+    return dest;
+  }
+
+  it('a pull killed while it moved its tree up: the next pull takes the half move back and succeeds', async (ctx) => {
+    const dest = await mountPoint(ctx);
+    const dead = HOLDER.replace(/^\d+/, '999999999');
+    const temp = `.dest.ckpt-${dead}.1f2f5a52-2a0e-4a8e-9d3c-3c4b5a6d7e8f`;
+    // Two entries had moved up, the rest were still in the temporary tree.
+    await mkdir(join(dest, temp, 'checkpoint'), { recursive: true });
+    await writeFile(join(dest, temp, 'spec.dump'), '{}');
+    await mkdir(join(dest, 'artifacts'));
+    await writeFile(join(dest, 'config.dump'), '{}');
+    await writeFile(join(dest, '.dest.ckpt-moving'), JSON.stringify({ holder: dead, temp, names: ['artifacts', 'config.dump', 'checkpoint', 'spec.dump'] }));
+    await pull(SOURCE, dest);
+    expect(await snapshot(dest)).toEqual(await expected());
+  });
+
+  it('two pulls at once into one mount point: one fills it, the other fails and leaves nothing', async (ctx) => {
+    const want = await expected();
+    for (let round = 0; round < 6; round++) {
+      const dest = await mountPoint(ctx);
+      const results = await Promise.allSettled([pull(SOURCE, dest), pull(SOURCE, dest)]);
+      expect(results.filter((r) => r.status === 'fulfilled'), `round ${round}`).toHaveLength(1);
+      const lost = results.find((r) => r.status === 'rejected');
+      expect((lost as PromiseRejectedResult).reason).toMatchObject({ code: 'DESTINATION_EXISTS' });
+      expect(await snapshot(dest)).toEqual(want);
+    }
   });
 });
 
 describe('a pull to an empty directory the user owns, in a parent only root may write', () => {
+  it('a directory the user may write in but not close to others (chmod): exit 8, left as it was', async (ctx) => {
+    if (process.getuid?.() !== 0) return ctx.skip();
+    const base = await tempDir();
+    const dest = join(base, 'shared');
+    await mkdir(dest);
+    await chmod(dest, 0o777);
+    await chmod(base, 0o755);
+    const asNobody = await run('su', ['-s', '/bin/sh', 'nobody', '-c', `node ${CKPT} pull ${SOURCE} ${dest}`]).then(
+      () => ({ code: 0, stderr: '' }),
+      (err: { code: number; stderr: string }) => err,
+    );
+    expect(asNobody.code).toBe(8);
+    expect(asNobody.stderr.trim()).toBe(`ckpt: ${dest}: permission denied`);
+    expect(await readdir(dest)).toEqual([]);
+    expect((await stat(dest)).mode & 0o777).toBe(0o777);
+  });
+
   it('succeeds as that user, filled from inside', async (ctx) => {
     const base = await tempDir();
     const dest = join(base, 'out');

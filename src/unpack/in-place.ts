@@ -1,0 +1,105 @@
+import { chmod, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { z } from 'zod';
+import { CkptError, fromSystemError } from '../errors.js';
+import { createWhole } from '../fs/create-whole.js';
+import { HOLDER, isRunning, ownedName, removeOrphans } from '../layout/lock-file.js';
+import { siblingPrefix, TREE_MODE } from './destination.js';
+
+/**
+ * A pull into an existing empty directory that cannot be renamed over (a mount point, such as a
+ * container's volume, or a directory in a parent the user may not write) fills it from inside: the
+ * tree is written to a hidden directory within it, then its entries are moved up. The move is a
+ * few renames, not one: it runs under a marker that lists them, which a second pull finds and
+ * which lets the next pull take back a move a killed one left half done.
+ */
+export interface InPlace {
+  dest: string;
+  /** Where the tree is written, inside `dest`. */
+  temp: string;
+  /** The directory's mode before the pull closed it, given back if the pull fails. */
+  mode: number;
+}
+
+const MarkerSchema = z.object({ holder: z.string(), temp: z.string(), names: z.array(z.string()) });
+
+function marker(dest: string): string {
+  return join(dest, `.${basename(dest)}.ckpt-moving`);
+}
+
+/**
+ * Closes `dest` to its owner and names the temporary tree in it: before
+ * any byte moves, so that a directory the user may write in but not chmod fails now, not after
+ * the whole transfer.
+ */
+export async function startInPlace(dest: string): Promise<InPlace> {
+  try {
+    const { mode } = await stat(dest);
+    await chmod(dest, TREE_MODE);
+    return { dest, temp: join(dest, `${siblingPrefix(dest)}${ownedName()}`), mode: mode & 0o7777 };
+  } catch (err) {
+    throw fromSystemError(err, dest, true);
+  }
+}
+
+/**
+ * Moves the complete tree up into `dest`, once nothing but pulls' temporary trees is there and no
+ * other pull is moving its own; a failure on the way moves back what had moved.
+ */
+export async function commitInPlace(place: InPlace): Promise<void> {
+  const { dest, temp } = place;
+  const ownPrefix = siblingPrefix(dest);
+  const appeared = () => new CkptError('DESTINATION_EXISTS', 'appeared while the pull ran', { subject: dest });
+  const names = await readdir(temp);
+  const content = JSON.stringify({ holder: HOLDER, temp: basename(temp), names });
+  // Written under a name of this process, which the next pull removes if it was killed meanwhile.
+  if (!(await createWhole(marker(dest), content, join(dest, `${ownPrefix}${ownedName()}`)))) throw appeared();
+  const moved: string[] = [];
+  try {
+    // Pulls' temporary trees and this marker share the prefix; anything else is someone's.
+    if ((await readdir(dest)).some((name) => !name.startsWith(ownPrefix))) throw appeared();
+    for (const name of names) {
+      await rename(join(temp, name), join(dest, name));
+      moved.push(name);
+    }
+    await rmdir(temp);
+  } catch (err) {
+    for (const name of moved.reverse()) await rename(join(dest, name), join(temp, name)).catch(() => undefined);
+    throw err;
+  } finally {
+    await rm(marker(dest), { force: true });
+  }
+}
+
+/** After a failure: the temporary tree goes, and the directory gets its mode back. Best effort. */
+export async function abandonInPlace(place: InPlace): Promise<void> {
+  await rm(place.temp, { recursive: true, force: true }).catch(() => undefined);
+  await chmod(place.dest, place.mode).catch(() => undefined);
+}
+
+/**
+ * Removes what pulls killed while they filled `dest` left in it: a move half done first (it is
+ * judged by whether its temporary tree is still there), then temporary trees. Only those whose
+ * process is gone; best effort.
+ */
+export async function removeAbandonedInPlace(dest: string): Promise<void> {
+  await removeAbandonedMove(dest);
+  await removeOrphans(dest, siblingPrefix(dest));
+}
+
+/**
+ * Takes back the move of a pull killed while it moved its tree into `dest`: the names its marker
+ * lists, unless its temporary tree is gone (the move was done, only the marker left).
+ */
+async function removeAbandonedMove(dest: string): Promise<void> {
+  let left: z.infer<typeof MarkerSchema>;
+  try {
+    left = MarkerSchema.parse(JSON.parse(await readFile(marker(dest), 'utf8')));
+  } catch {
+    return;
+  }
+  if (isRunning(left.holder)) return;
+  const done = await stat(join(dest, left.temp)).then(() => false, () => true);
+  if (!done) for (const name of left.names) await rm(join(dest, basename(name)), { recursive: true, force: true }).catch(() => undefined);
+  await rm(marker(dest), { force: true });
+}
