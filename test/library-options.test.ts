@@ -24,6 +24,9 @@ describe('options a JavaScript caller gets wrong: USAGE at once, nothing written
     ['no source', (dest) => build(loose(undefined), dest), /source must be a non-empty string, not undefined/],
     ['a number as the source', (dest) => pull(loose(42), dest.slice(4)), /source must be a non-empty string, not 42/],
     ['options as a string', (dest) => copy(IMAGE, dest, loose('fast')), /options must be an object/],
+    // Checked before the source is opened: a missing one would say NOT_FOUND first.
+    ['level: 99, with a source that is not there', (dest) => build('/nonexistent/checkpoint.tar', dest, { level: 99 }), /compression level for zstd/],
+    ['concurrency: 0, for a registry that is not there', (dest) => pull('127.0.0.1:9/ckpt/none:v1', dest.slice(4), { concurrency: 0 }), /concurrency must be/],
   ];
   for (const [what, run, message] of cases) {
     it(what, async () => {
@@ -112,9 +115,14 @@ describe('a progress callback that throws', () => {
   it('fails the command with its error, the process goes on, nothing is left', async () => {
     const work = await tempDir();
     const mine = new Error('a bug in my progress bar');
+    let events = 0;
+    await build(SOURCE, `oci:${join(work, 'count')}:t`, { hostInfo: false, onProgress: () => void events++ });
+    let seen = 0;
     const commands: Array<[string, () => Promise<unknown>]> = [
       ['build', () => build(SOURCE, `oci:${join(work, 'b')}:t`, { hostInfo: false, onProgress: (e) => { if (e.id?.includes('pages')) throw mine; } })],
       ['pull', () => pull(IMAGE, join(work, 'out'), { onProgress: () => { throw mine; } })],
+      // An async callback that rejects.
+      ['copy', () => copy(IMAGE, `oci:${join(work, 'c')}:t`, { onProgress: async () => { await Promise.resolve(); throw mine; } })],
     ];
     const uncaught: unknown[] = [];
     const onUncaught = (err: unknown): void => void uncaught.push(err);
@@ -128,6 +136,9 @@ describe('a progress callback that throws', () => {
       process.off('uncaughtException', onUncaught);
     }
     expect(uncaught).toEqual([]);
-    for (const made of ['b', 'out']) await expect(stat(join(work, made))).rejects.toThrow(/ENOENT/);
+    for (const made of ['b', 'out', 'c']) await expect(stat(join(work, made))).rejects.toThrow(/ENOENT/);
+    // At the very last event, when nothing is left to stop: the command still fails with it.
+    const last = build(SOURCE, `oci:${join(work, 'last')}:t`, { hostInfo: false, onProgress: () => { if (++seen === events) throw mine; } });
+    expect(await last.then(() => undefined, (e: unknown) => e)).toBe(mine);
   });
 });

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { COMPRESSIONS } from '../compress/codec.js';
+import { COMPRESSIONS, type Compression, compressionLevel } from '../compress/codec.js';
+import { assertConcurrency } from '../content/limit.js';
 import type { TransferOptions } from '../content/target.js';
 import { CkptError, isCkptError } from '../errors.js';
 import { COMPATS } from '../image/annotations.js';
@@ -60,6 +61,10 @@ export async function runCommand<O extends object, T>(
     const issue = checked.error.issues[0];
     throw usage(`option ${issue?.path.join('.') ?? '?'}: ${issue?.message ?? 'invalid'}`);
   }
+  // Values whose bounds depend on each other, checked by the code that uses them, but now.
+  const { concurrency, compression, level } = options as { concurrency?: number; compression?: Compression; level?: number };
+  if (concurrency !== undefined) assertConcurrency(concurrency);
+  if (kind === 'build') compressionLevel(compression ?? 'zstd', level);
   const { signal, onProgress }: TransferOptions = options;
   const subject = Object.values(inputs)[0] as string;
   const aborted = () => new CkptError('ABORTED', 'operation aborted', { subject, cause: signal?.reason });
@@ -71,20 +76,29 @@ export async function runCommand<O extends object, T>(
     signal: signal ? AbortSignal.any([signal, callbackFailed.signal]) : callbackFailed.signal,
     onProgress: onProgress
       ? (event) => {
-          try {
-            onProgress(event);
-          } catch (error) {
+          const fail = (error: unknown): void => {
             thrown ??= { error };
             callbackFailed.abort(error);
+          };
+          try {
+            // An async callback's rejection counts as a throw.
+            const result: unknown = onProgress(event);
+            if (result instanceof Promise) result.catch(fail);
+          } catch (error) {
+            fail(error);
           }
         }
       : undefined,
   } satisfies TransferOptions;
+  let result: T;
   try {
-    return await body(guarded);
+    result = await body(guarded);
   } catch (err) {
     if (thrown) throw thrown.error;
     if (signal?.aborted && !isCkptError(err, 'ABORTED')) throw aborted();
     throw err;
   }
+  // Thrown at the last event, too late to stop anything: the command still fails with it.
+  if (thrown) throw thrown.error;
+  return result;
 }

@@ -342,9 +342,9 @@ export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise
     await withLockFile(join(dir, LOCK_FILE), moveAside);
   } catch (err) {
     // A full disk has no room for the lock's few bytes, and what fills it is likely this layout's
-    // blobs: it goes unlocked. A process that opens it meanwhile finds it gone and makes it again.
+    // blobs: it goes unlocked, unless another process holds the lock (it is opening or tagging it).
     if (!isOutOfSpace(err)) throw err;
-    await moveAside();
+    if (await stat(join(dir, LOCK_FILE)).then(() => false, () => true)) await moveAside();
   }
   if (moved) await rm(aside, { recursive: true, force: true });
 }
@@ -408,7 +408,7 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
     }
   };
   if (state === 'empty') return fill(dir);
-  await mkdir(dirname(dir), { recursive: true });
+  await makeParents(dirname(dir));
   const temp = join(dirname(dir), `.${basename(dir)}.${randomUUID()}`);
   try {
     await fill(temp, true);
@@ -418,6 +418,21 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
     const code = (err as NodeJS.ErrnoException).code;
     if ((code === 'ENOTEMPTY' || code === 'EEXIST') && (await layoutState(dir)) === 'layout') return;
     throw err;
+  }
+}
+
+/** mkdir -p, one level at a time: a recursive mkdir reports a read-only or full file system as ENOENT. */
+async function makeParents(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT' || dirname(dir) === dir) throw err;
+    await makeParents(dirname(dir));
+    await mkdir(dir).catch((again: NodeJS.ErrnoException) => {
+      if (again.code !== 'EEXIST') throw again;
+    });
   }
 }
 
