@@ -140,5 +140,17 @@ describe('a progress callback that throws', () => {
     // At the very last event, when nothing is left to stop: the command still fails with it.
     const last = build(SOURCE, `oci:${join(work, 'last')}:t`, { hostInfo: false, onProgress: () => { if (++seen === events) throw mine; } });
     expect(await last.then(() => undefined, (e: unknown) => e)).toBe(mine);
+    // An async callback that rejects well after the last event: the command waits for it.
+    let copyEvents = 0;
+    await copy(IMAGE, `oci:${join(work, 'count2')}:t`, { onProgress: () => void copyEvents++ });
+    let copySeen = 0;
+    const late = copy(IMAGE, `oci:${join(work, 'late')}:t`, {
+      onProgress: async () => {
+        if (++copySeen < copyEvents) return;
+        await new Promise((r) => setTimeout(r, 300));
+        throw mine;
+      },
+    });
+    expect(await late.then(() => undefined, (e: unknown) => e)).toBe(mine);
   });
 });

@@ -17,6 +17,7 @@ export interface LoginOptions extends Omit<RegistryAccess, 'credentials' | 'auth
  * for the repositories below it. A tag or digest has no place in it (storeCredential refuses it).
  */
 export function authKey(input: string): string {
+  const url = /^https?:\/\//.test(input);
   const path = input.replace(/^https?:\/\//, '').replace(/\/+$/, '');
   const slash = path.indexOf('/');
   const host = slash < 0 ? path : path.slice(0, slash);
@@ -25,8 +26,17 @@ export function authKey(input: string): string {
       subject: input.replace(/^(https?:\/\/)?[^/]*@/, '$1[redacted]@'),
     });
   }
-  return slash < 0 ? parseRegistryHost(host) : `${parseRegistryHost(host)}/${path.slice(slash + 1)}`;
+  // A URL names a registry, whatever its path (Docker's https://index.docker.io/v1/).
+  if (slash < 0 || url) return parseRegistryHost(host);
+  const namespace = path.slice(slash + 1);
+  if (!NAMESPACE_RE.test(namespace)) {
+    throw new CkptError('INVALID_REFERENCE', 'a namespace is lower-case path components (a-z, 0-9, and . _ - between them)', { subject: input });
+  }
+  return `${parseRegistryHost(host)}/${namespace}`;
 }
+
+/** Repository path components, as the distribution spec has them. */
+const NAMESPACE_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$/;
 
 /**
  * Checks the credentials against the registry, then stores them in the containers auth file (as
@@ -38,12 +48,13 @@ export function login(registryInput: string, options: LoginOptions): Promise<str
 
 async function loginChecked(registryInput: string, options: LoginOptions): Promise<string> {
   const key = authKey(registryInput);
-  const registry = key.split('/', 1)[0] ?? key;
+  const [registry = key, ...namespace] = key.split('/');
   if (!options.username || !options.password) {
     throw new CkptError('USAGE', 'login needs a user name and a password', { subject: key });
   }
   const credentials = { username: options.username, password: options.password };
-  const client = new RegistryClient(registry, registryOptions({ ...options, credentials }));
+  // registries.conf entries for the namespace apply to its check too.
+  const client = new RegistryClient(registry, registryOptions({ ...options, credentials }, namespace.join('/') || undefined));
   try {
     await client.send({ method: 'GET', url: '/v2/', scopes: [], expect: [200], subject: registry, signal: options.signal }).then((res) => res.body.dump());
   } finally {

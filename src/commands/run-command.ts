@@ -71,6 +71,8 @@ export async function runCommand<O extends object, T>(
   if (signal?.aborted) throw aborted();
   const callbackFailed = new AbortController();
   let thrown: { error: unknown } | undefined;
+  /** An async callback's promises, waited for before the command counts as done. */
+  const pending = new Set<Promise<unknown>>();
   const guarded = {
     ...options,
     signal: signal ? AbortSignal.any([signal, callbackFailed.signal]) : callbackFailed.signal,
@@ -83,7 +85,10 @@ export async function runCommand<O extends object, T>(
           try {
             // An async callback's rejection counts as a throw.
             const result: unknown = onProgress(event);
-            if (result instanceof Promise) result.catch(fail);
+            if (result instanceof Promise) {
+              const settled = result.catch(fail).finally(() => pending.delete(settled));
+              pending.add(settled);
+            }
           } catch (error) {
             fail(error);
           }
@@ -93,6 +98,7 @@ export async function runCommand<O extends object, T>(
   let result: T;
   try {
     result = await body(guarded);
+    await Promise.all(pending);
   } catch (err) {
     if (thrown) throw thrown.error;
     if (signal?.aborted && !isCkptError(err, 'ABORTED')) throw aborted();

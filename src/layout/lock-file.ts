@@ -111,9 +111,14 @@ export function ownedName(): string {
  */
 export async function removeOrphans(where: string, prefix: string): Promise<void> {
   for (const name of await readdir(where).catch(() => [])) {
-    const holder = name.startsWith(prefix) ? OWNED_RE.exec(name.slice(prefix.length))?.[1] : undefined;
+    const holder = ownedBy(name, prefix);
     if (holder !== undefined && !isRunning(holder)) await rm(join(where, name), { recursive: true, force: true }).catch(() => undefined);
   }
+}
+
+/** The holder a name `<prefix><ownedName()>` was made by; undefined for any other name. */
+export function ownedBy(name: string, prefix: string): string | undefined {
+  return name.startsWith(prefix) ? OWNED_RE.exec(name.slice(prefix.length))?.[1] : undefined;
 }
 
 /**

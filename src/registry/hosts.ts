@@ -249,8 +249,13 @@ async function readRegistriesConf(options: HostOptions): Promise<Map<string, boo
     }
     for (const host of result.data.registries?.insecure?.registries ?? []) byPrefix.set(host, true);
     for (const entry of result.data.registry ?? []) {
-      const prefix = (entry.prefix || entry.location)?.replace(/\/+$/, '');
-      if (prefix) byPrefix.set(prefix, entry.insecure ?? false);
+      const location = entry.location?.replace(/\/+$/, '');
+      const prefix = entry.prefix?.replace(/\/+$/, '') || location;
+      // insecure is the location's: where a prefix is rewritten to another place, ckpt (which
+      // goes to the name it is given, not the location) keeps TLS for the name. A wildcard prefix
+      // names no one place: its flag stands.
+      const rewritten = location !== undefined && location !== prefix && !prefix?.startsWith('*.');
+      if (prefix) byPrefix.set(prefix, (entry.insecure ?? false) && !rewritten);
     }
   }
   return byPrefix;

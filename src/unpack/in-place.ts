@@ -3,7 +3,7 @@ import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { CkptError, fromSystemError } from '../errors.js';
 import { createWhole } from '../fs/create-whole.js';
-import { HOLDER, isRunning, ownedName, removeOrphans } from '../layout/lock-file.js';
+import { HOLDER, isRunning, ownedBy, ownedName, removeOrphans } from '../layout/lock-file.js';
 import { siblingPrefix, TREE_MODE } from './destination.js';
 
 /**
@@ -71,10 +71,15 @@ export async function commitInPlace(place: InPlace): Promise<void> {
   }
 }
 
-/** After a failure: the temporary tree goes, and the directory gets its mode back. Best effort. */
+/**
+ * After a failure: the temporary tree goes, and the directory gets its mode back, unless another
+ * pull has filled it meanwhile (its tree stays closed). Best effort.
+ */
 export async function abandonInPlace(place: InPlace): Promise<void> {
   await rm(place.temp, { recursive: true, force: true }).catch(() => undefined);
-  await chmod(place.dest, place.mode).catch(() => undefined);
+  const prefix = siblingPrefix(place.dest);
+  const rest = await readdir(place.dest).catch(() => ['?']);
+  if (rest.every((name) => name.startsWith(prefix))) await chmod(place.dest, place.mode).catch(() => undefined);
 }
 
 /**
@@ -88,18 +93,33 @@ export async function removeAbandonedInPlace(dest: string): Promise<void> {
 }
 
 /**
- * Takes back the move of a pull killed while it moved its tree into `dest`: the names its marker
- * lists, unless its temporary tree is gone (the move was done, only the marker left).
+ * Takes back the move of a pull killed while it moved its tree into `dest`. Only a marker of that
+ * making is trusted: its temporary tree is still there, named for the same process, which is gone;
+ * the directory holds nothing but what ckpt names; and of the names it lists, those that left the
+ * temporary tree are the ones moved up, and go. Anything else leaves the directory as it is (a pull
+ * then finds it not empty).
  */
 async function removeAbandonedMove(dest: string): Promise<void> {
+  const prefix = siblingPrefix(dest);
   let left: z.infer<typeof MarkerSchema>;
   try {
     left = MarkerSchema.parse(JSON.parse(await readFile(marker(dest), 'utf8')));
   } catch {
     return;
   }
-  if (isRunning(left.holder)) return;
-  const done = await stat(join(dest, left.temp)).then(() => false, () => true);
-  if (!done) for (const name of left.names) await rm(join(dest, basename(name)), { recursive: true, force: true }).catch(() => undefined);
+  if (ownedBy(left.temp, prefix) !== left.holder || isRunning(left.holder)) return;
+  const temp = join(dest, left.temp);
+  const stillThere = await readdir(temp).catch(() => undefined);
+  if (!stillThere) {
+    // The move was done; only the marker was left.
+    await rm(marker(dest), { force: true });
+    return;
+  }
+  const moved = new Set(left.names.filter((name) => PLAIN_NAME.test(name) && !stillThere.includes(name)));
+  if ((await readdir(dest)).some((name) => !name.startsWith(prefix) && !moved.has(name))) return;
+  for (const name of moved) await rm(join(dest, name), { recursive: true, force: true }).catch(() => undefined);
   await rm(marker(dest), { force: true });
 }
+
+/** A name within one directory: not empty, `.`, `..`, nor a path. */
+const PLAIN_NAME = /^(?!\.{1,2}$)[^/]+$/;

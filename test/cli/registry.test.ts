@@ -169,6 +169,12 @@ describe('authentication and TLS', () => {
     const logout = await ckpt(['logout', `${basic.host}/team`], { env });
     expect(logout.stderr.trim()).toBe(`Removed login credentials for ${basic.host}/team`);
     expect(await entries()).toEqual([basic.host]);
+    // Docker's URL form names the registry, whatever its path.
+    expect((await ckpt(['login', `https://${basic.host}/v1/`, '--username', USER, '--password-stdin'], { input: `${PASSWORD}\n`, env })).exitCode).toBe(0);
+    expect(await entries()).toEqual([basic.host]);
+    expect((await ckpt(['logout', `https://${basic.host}/v1/`], { env })).exitCode).toBe(0);
+    expect(await entries()).toEqual([]);
+    expect((await ckpt(['login', `${basic.host}/Team`, '--creds', `${USER}:${PASSWORD}`], { env })).exitCode).toBe(2);
     // podman refuses a tag in a key; a password in the address is refused without being printed.
     expect((await ckpt(['login', `${basic.host}/team/app:v1`, '--creds', `${USER}:${PASSWORD}`], { env })).exitCode).toBe(2);
     const inUrl = await ckpt(['login', `https://${USER}:${PASSWORD}@${basic.host}`, '--creds', `${USER}:${PASSWORD}`], { env });

@@ -176,6 +176,12 @@ registries = [
     expect((await hostSettings('127.0.0.1:5000', options)).insecure).toBeUndefined();
   });
 
+  it('an insecure entry whose prefix is rewritten to another location does not make the prefix insecure', async () => {
+    await put('registries.conf', `[[registry]]\nprefix = "example.com/foo"\nlocation = "mirror.internal:5000/bar"\ninsecure = true\n`);
+    expect(await hostSettings('example.com', { ...options, repository: 'foo/x' })).toMatchObject({ httpFallback: false });
+    expect((await hostSettings('example.com', { ...options, repository: 'foo/x' })).insecure).toBeUndefined();
+  });
+
   it('reads $CONTAINERS_REGISTRIES_CONF when no file is named', async () => {
     const file = await put('custom.conf', `[[registry]]\nlocation = "a.example.com"\ninsecure = true\n`);
     expect(await scheme('a.example.com', { registriesConf: undefined, env: { CONTAINERS_REGISTRIES_CONF: file } })).toBe('http');

@@ -112,6 +112,31 @@ describe('a pull to an empty directory that is a mount point', () => {
       const lost = results.find((r) => r.status === 'rejected');
       expect((lost as PromiseRejectedResult).reason).toMatchObject({ code: 'DESTINATION_EXISTS' });
       expect(await snapshot(dest)).toEqual(want);
+      // The pull that lost does not open the winner's tree again.
+      expect((await stat(dest)).mode & 0o777).toBe(0o700);
+    }
+  });
+
+  it('a marker not of ckpt\'s making, or beside files of the user: nothing is deleted, the pull refuses', async (ctx) => {
+    const dest = await mountPoint(ctx);
+    const parent = join(dest, '..');
+    await writeFile(join(parent, 'sibling.txt'), 'precious');
+    await writeFile(join(dest, 'config.dump'), 'mine');
+    await writeFile(join(dest, 'notes.txt'), 'mine too');
+    const dead = HOLDER.replace(/^\d+/, '999999999');
+    const temp = `.dest.ckpt-${dead}.2f2f5a52-2a0e-4a8e-9d3c-3c4b5a6d7e8f`;
+    await mkdir(join(dest, temp));
+    const markers = [
+      { holder: dead, temp: '.', names: ['..'] },
+      { holder: '999999', temp: '.', names: ['config.dump', 'notes.txt'] },
+      // Of ckpt's making, but the directory holds a file the move did not put there.
+      { holder: dead, temp, names: ['config.dump'] },
+    ];
+    for (const marker of markers) {
+      await writeFile(join(dest, '.dest.ckpt-moving'), JSON.stringify(marker));
+      expect((await failure(pull(SOURCE, dest))).code).toBe('DESTINATION_EXISTS');
+      expect((await readdir(dest)).filter((name) => !name.startsWith('.')).sort()).toEqual(['config.dump', 'notes.txt']);
+      expect(await readdir(parent)).toContain('sibling.txt');
     }
   });
 });
