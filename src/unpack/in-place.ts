@@ -1,4 +1,5 @@
-import { chmod, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { chmod, lstat, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { CkptError, fromSystemError } from '../errors.js';
@@ -77,9 +78,9 @@ export async function commitInPlace(place: InPlace): Promise<void> {
  */
 export async function abandonInPlace(place: InPlace): Promise<void> {
   await rm(place.temp, { recursive: true, force: true }).catch(() => undefined);
-  const prefix = siblingPrefix(place.dest);
+  // Only an empty directory: another pull's tree, being written or moved, stays closed.
   const rest = await readdir(place.dest).catch(() => ['?']);
-  if (rest.every((name) => name.startsWith(prefix))) await chmod(place.dest, place.mode).catch(() => undefined);
+  if (rest.length === 0) await chmod(place.dest, place.mode).catch(() => undefined);
 }
 
 /**
@@ -101,6 +102,11 @@ export async function removeAbandonedInPlace(dest: string): Promise<void> {
  */
 async function removeAbandonedMove(dest: string): Promise<void> {
   const prefix = siblingPrefix(dest);
+  // Ours: a regular file of a sane size, and a real directory, both this user's (not a FIFO that
+  // would block the read, nor what another user planted in a shared directory).
+  const mine = (info: Stats | undefined, kind: 'file' | 'directory') =>
+    info !== undefined && info.uid === process.geteuid?.() && (kind === 'file' ? info.isFile() && info.size <= MARKER_LIMIT : info.isDirectory());
+  if (!mine(await lstat(marker(dest)).catch(() => undefined), 'file')) return;
   let left: z.infer<typeof MarkerSchema>;
   try {
     left = MarkerSchema.parse(JSON.parse(await readFile(marker(dest), 'utf8')));
@@ -109,17 +115,24 @@ async function removeAbandonedMove(dest: string): Promise<void> {
   }
   if (ownedBy(left.temp, prefix) !== left.holder || isRunning(left.holder)) return;
   const temp = join(dest, left.temp);
-  const stillThere = await readdir(temp).catch(() => undefined);
-  if (!stillThere) {
+  const info = await lstat(temp).catch(() => undefined);
+  if (!info) {
     // The move was done; only the marker was left.
     await rm(marker(dest), { force: true });
     return;
   }
-  const moved = new Set(left.names.filter((name) => PLAIN_NAME.test(name) && !stillThere.includes(name)));
+  const entries = mine(info, 'directory') ? await readdir(temp).catch(() => undefined) : undefined;
+  if (!entries) return;
+  const stillThere = new Set(entries);
+  // Never another pull's tree or marker, which share the prefix.
+  const moved = new Set(left.names.filter((name) => PLAIN_NAME.test(name) && !name.startsWith(prefix) && !stillThere.has(name)));
   if ((await readdir(dest)).some((name) => !name.startsWith(prefix) && !moved.has(name))) return;
   for (const name of moved) await rm(join(dest, name), { recursive: true, force: true }).catch(() => undefined);
   await rm(marker(dest), { force: true });
 }
+
+/** A marker lists the top of one checkpoint tree: a few dozen names. */
+const MARKER_LIMIT = 1 << 20;
 
 /** A name within one directory: not empty, `.`, `..`, nor a path. */
 const PLAIN_NAME = /^(?!\.{1,2}$)[^/]+$/;

@@ -138,6 +138,31 @@ describe('a pull to an empty directory that is a mount point', () => {
       expect((await readdir(dest)).filter((name) => !name.startsWith('.')).sort()).toEqual(['config.dump', 'notes.txt']);
       expect(await readdir(parent)).toContain('sibling.txt');
     }
+    // Listing every file of the directory, with a temporary tree and a marker another user made
+    // (a shared, sticky directory): still nothing deleted.
+    const nobody = await run('id', ['-u', 'nobody']).then((r) => Number(r.stdout.trim()), () => undefined);
+    if (nobody !== undefined) {
+      await mkdir(join(dest, temp), { recursive: true });
+      await chown(join(dest, temp), nobody, nobody);
+      await writeFile(join(dest, '.dest.ckpt-moving'), JSON.stringify({ holder: dead, temp, names: ['config.dump', 'notes.txt'] }));
+      await chown(join(dest, '.dest.ckpt-moving'), nobody, nobody);
+      expect((await failure(pull(SOURCE, dest))).code).toBe('DESTINATION_EXISTS');
+      expect((await readdir(dest)).filter((name) => !name.startsWith('.')).sort()).toEqual(['config.dump', 'notes.txt']);
+    }
+  });
+
+  it('a marker listing another pull\'s temporary tree: that tree is not deleted', async (ctx) => {
+    const dest = await mountPoint(ctx);
+    const dead = HOLDER.replace(/^\d+/, '999999999');
+    const temp = `.dest.ckpt-${dead}.3f2f5a52-2a0e-4a8e-9d3c-3c4b5a6d7e8f`;
+    // A live pull's tree (this process stands for it).
+    const live = `.dest.ckpt-${HOLDER}.4f2f5a52-2a0e-4a8e-9d3c-3c4b5a6d7e8f`;
+    await mkdir(join(dest, temp));
+    await mkdir(join(dest, live));
+    await writeFile(join(dest, '.dest.ckpt-moving'), JSON.stringify({ holder: dead, temp, names: [live] }));
+    expect((await failure(pull(SOURCE, dest))).code).toBe('DESTINATION_EXISTS');
+    expect(await readdir(dest)).toContain(live);
+    expect((await stat(dest)).mode & 0o777).toBe(0o755);
   });
 });
 
