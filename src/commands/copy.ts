@@ -1,5 +1,4 @@
 import { copyGraph } from '../content/copy.js';
-import { assertConcurrency } from '../content/limit.js';
 import { readRoot } from '../content/resolve-image.js';
 import { CkptError } from '../errors.js';
 import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
@@ -41,7 +40,6 @@ export function copy(sourceInput: string, destination: string, options: CopyOpti
 async function copyChecked(sourceInput: string, destination: string, options: CopyOptions): Promise<CopyResult> {
   const srcRef = parseReference(sourceInput);
   const dstRef = parseReference(destination);
-  if (options.concurrency !== undefined) assertConcurrency(options.concurrency);
   // The source's own credentials where given, else the command's where writingTo lets them go.
   const src = await openTarget(
     srcRef,

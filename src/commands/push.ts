@@ -1,7 +1,6 @@
 import { openCheckpoint } from '../checkpoint/open.js';
 import { ImageSource } from '../checkpoint/sources/image.js';
 import { copyGraph } from '../content/copy.js';
-import { assertConcurrency } from '../content/limit.js';
 import { CkptError } from '../errors.js';
 import { type BuildImageOptions, buildImage } from '../image/build.js';
 import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
@@ -58,7 +57,6 @@ export function push(sourceInput: string, destination: string, options: PushOpti
 async function pushChecked(sourceInput: string, destination: string, options: PushOptions): Promise<PushResult> {
   const ref = parseReference(destination);
   if (ref.digest) throw new CkptError('INVALID_REFERENCE', 'a push destination takes a tag, not a digest', { subject: destination });
-  if (options.concurrency !== undefined) assertConcurrency(options.concurrency);
   const tag = ref.tag ?? 'latest';
   const reference = formatReference({ ...ref, tag });
   const source = await openCheckpoint(sourceInput, writingTo(ref, options));

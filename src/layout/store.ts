@@ -391,16 +391,9 @@ async function tagCount(dir: string): Promise<number | undefined> {
  * serves both; an existing empty directory (a mount point, say) is filled in place.
  */
 async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<void> {
-  const fill = async (into: string, make = false) => {
-    // One level at a time: a recursive mkdir reports a read-only or full file system as ENOENT,
-    // which would read as the layout removed meanwhile.
+  const fill = async (into: string) => {
     // Filled in place, the directory may be another process's half-made skeleton.
-    const mkdirOnce = (path: string) => mkdir(path).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw err;
-    });
-    if (make) await mkdir(into);
-    await mkdirOnce(join(into, 'blobs'));
-    await mkdirOnce(join(into, 'blobs', 'sha256'));
+    await makeDirectories(join(into, 'blobs', 'sha256'));
     const files = { [INDEX_FILE]: { schemaVersion: 2, mediaType: MediaType.imageIndex, manifests: [] }, [LAYOUT_FILE]: { imageLayoutVersion: '1.0.0' } };
     for (const [name, content] of Object.entries(files)) {
       // Never over a file another process wrote (its index may already hold a tag), never seen empty.
@@ -408,10 +401,10 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
     }
   };
   if (state === 'empty') return fill(dir);
-  await makeParents(dirname(dir));
+  await makeDirectories(dirname(dir));
   const temp = join(dirname(dir), `.${basename(dir)}.${randomUUID()}`);
   try {
-    await fill(temp, true);
+    await fill(temp);
     await rename(temp, dir);
   } catch (err) {
     await rm(temp, { recursive: true, force: true });
@@ -421,15 +414,18 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
   }
 }
 
-/** mkdir -p, one level at a time: a recursive mkdir reports a read-only or full file system as ENOENT. */
-async function makeParents(dir: string): Promise<void> {
+/**
+ * mkdir -p, one level at a time: a recursive mkdir reports a read-only or full file system as
+ * ENOENT, which would read as the layout removed meanwhile.
+ */
+async function makeDirectories(dir: string): Promise<void> {
   try {
     await mkdir(dir);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return;
     if (code !== 'ENOENT' || dirname(dir) === dir) throw err;
-    await makeParents(dirname(dir));
+    await makeDirectories(dirname(dir));
     await mkdir(dir).catch((again: NodeJS.ErrnoException) => {
       if (again.code !== 'EEXIST') throw again;
     });

@@ -21,7 +21,6 @@ import { type NormalisedUnpackOptions, normaliseUnpackOptions, type UnpackOption
 import { mapLimited } from './parallel.js';
 import { planUnpack, type UnpackPlan } from './plan.js';
 
-
 export interface UnpackResult {
   /** The output's final path. */
   path: string;

@@ -29,9 +29,8 @@ function marker(dest: string): string {
 }
 
 /**
- * Closes `dest` to its owner and names the temporary tree in it: before
- * any byte moves, so that a directory the user may write in but not chmod fails now, not after
- * the whole transfer.
+ * Closes `dest` to its owner and names the temporary tree in it: before any byte moves, so that a
+ * directory the user may write in but not chmod fails now, not after the whole transfer.
  */
 export async function startInPlace(dest: string): Promise<InPlace> {
   try {
@@ -73,12 +72,11 @@ export async function commitInPlace(place: InPlace): Promise<void> {
 }
 
 /**
- * After a failure: the temporary tree goes, and the directory gets its mode back, unless another
- * pull has filled it meanwhile (its tree stays closed). Best effort.
+ * After a failure: the temporary tree goes, and the directory, if that leaves it empty, gets its
+ * mode back (another pull's tree, being written or moved, stays closed). Best effort.
  */
 export async function abandonInPlace(place: InPlace): Promise<void> {
   await rm(place.temp, { recursive: true, force: true }).catch(() => undefined);
-  // Only an empty directory: another pull's tree, being written or moved, stays closed.
   const rest = await readdir(place.dest).catch(() => ['?']);
   if (rest.length === 0) await chmod(place.dest, place.mode).catch(() => undefined);
 }
