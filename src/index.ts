@@ -17,7 +17,7 @@ export { BuildCache } from './image/cache.js';
 export type { Compat } from './image/annotations.js';
 export type { Compression } from './compress/codec.js';
 
-export type { Target, ReadOnlyTarget, Store, ReadOnlyStore, TransferOptions, FetchOptions, TagOptions, ProgressEvent } from './content/target.js';
+export type { Target, ReadOnlyTarget, Store, ReadOnlyStore, TransferOptions, FetchOptions, TagOptions, StorePushOptions, ProgressEvent } from './content/target.js';
 export { copyGraph } from './content/copy.js';
 export { resolveImage, type ResolvedImage } from './content/resolve-image.js';
 export { OciLayout } from './layout/store.js';

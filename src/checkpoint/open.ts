@@ -4,8 +4,8 @@ import { type ByteMeter, metered } from '../content/meter.js';
 import { resolveImage } from '../content/resolve-image.js';
 import type { Platform } from '../oci/schemas.js';
 import { CkptError, fromSystemError } from '../errors.js';
-import { formatReference, parseReference, referenceSelector } from '../reference.js';
-import { type OpenTargetOptions, openTarget } from '../target/open.js';
+import { formatReference, parseReference } from '../reference.js';
+import { type OpenTargetOptions, openTarget, selectorIn } from '../target/open.js';
 import type { CheckpointSource } from './entry.js';
 import { ArchiveSource } from './sources/archive.js';
 import { DirectorySource } from './sources/directory.js';
@@ -59,7 +59,7 @@ export async function openCheckpoint(input: string, options: OpenCheckpointOptio
   const opened = await openTarget(ref, { ...options, create: false });
   const target = options.meter ? metered(opened, options.meter) : opened;
   try {
-    const image = await resolveImage(target, referenceSelector(ref), { signal: options.signal, platform: options.platform });
+    const image = await resolveImage(target, await selectorIn(opened, ref), { signal: options.signal, platform: options.platform });
     return new ImageSource(formatReference(ref), target, image);
   } catch (err) {
     await target.close?.();

@@ -4,9 +4,9 @@ import { CkptError } from '../errors.js';
 import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
 import { OciLayout } from '../layout/store.js';
 import type { Descriptor } from '../oci/schemas.js';
-import { formatReference, parseReference, referenceSelector } from '../reference.js';
+import { formatReference, parseReference } from '../reference.js';
 import type { TransferOptions } from '../content/target.js';
-import { type RegistryAccess, openTarget, writingTo } from '../target/open.js';
+import { type RegistryAccess, openTarget, selectorIn, writingTo } from '../target/open.js';
 import { runCommand } from './run-command.js';
 
 export interface CopyOptions extends RegistryAccess {
@@ -40,6 +40,10 @@ export function copy(sourceInput: string, destination: string, options: CopyOpti
 async function copyChecked(sourceInput: string, destination: string, options: CopyOptions): Promise<CopyResult> {
   const srcRef = parseReference(sourceInput);
   const dstRef = parseReference(destination);
+  // As containers/image refuses it: one of the two would go unheeded.
+  if (dstRef.tag !== undefined && dstRef.digest !== undefined) {
+    throw new CkptError('INVALID_REFERENCE', 'a destination takes a tag or a digest, not both', { subject: destination });
+  }
   // The source's own credentials where given, else the command's where writingTo lets them go.
   const src = await openTarget(
     srcRef,
@@ -47,7 +51,7 @@ async function copyChecked(sourceInput: string, destination: string, options: Co
   );
   try {
     // One GET of a registry's manifest, whose bytes the copy and the tag then use.
-    const { root, bytes } = await readRoot(src, referenceSelector(srcRef), options);
+    const { root, bytes } = await readRoot(src, await selectorIn(src, srcRef), options);
     if (dstRef.digest && dstRef.digest !== root.digest) {
       throw new CkptError('INVALID_REFERENCE', `the source is ${root.digest}, not ${dstRef.digest}`, { subject: destination });
     }

@@ -3,7 +3,7 @@ import { isCkptError } from '../errors.js';
 import type { TransferOptions } from '../content/target.js';
 import type { Descriptor, Platform } from '../oci/schemas.js';
 import { formatReference, parseReference, referenceSelector } from '../reference.js';
-import { type RegistryAccess, openTarget } from '../target/open.js';
+import { type RegistryAccess, openTarget, selectorIn } from '../target/open.js';
 import { unpackToArchive } from '../unpack/archive.js';
 import { unpackToDirectory } from '../unpack/directory.js';
 import { startSpareWorkers, stopSpareWorkers } from '../threads/spares.js';
@@ -50,7 +50,7 @@ async function pullChecked(sourceInput: string, destination: string, options: Pu
   try {
     const target = await openTarget(ref, options);
     try {
-      const image = await resolveImage(target, referenceSelector(ref), options);
+      const image = await resolveImage(target, await selectorIn(target, ref), options);
       const archive = destination.endsWith('.tar');
       const unpack = archive ? unpackToArchive : unpackToDirectory;
       const result = await unpack(target, image.manifestDesc, destination, { ...options, manifest: image.manifest, checkpointImage: formatReference(ref) });
@@ -71,7 +71,7 @@ async function pullChecked(sourceInput: string, destination: string, options: Pu
 
 /**
  * The manifest for this node (or `options.platform`) of an image copied whole into a layout, read
- * there; for an index without one, or an artifact, what the reference points to (`root`).
+ * there; for an index without one, what the reference points to (`root`).
  */
 async function copiedManifest(reference: string, root: Descriptor, options: PullOptions): Promise<Descriptor> {
   const ref = parseReference(reference);
@@ -79,7 +79,7 @@ async function copiedManifest(reference: string, root: Descriptor, options: Pull
   try {
     return (await resolveImage(layout, referenceSelector(ref), options)).manifestDesc;
   } catch (err) {
-    if (isCkptError(err, 'NOT_FOUND') || isCkptError(err, 'UNSUPPORTED')) return root;
+    if (isCkptError(err, 'NOT_FOUND')) return root;
     throw err;
   } finally {
     await layout.close?.();

@@ -2,7 +2,7 @@ import { setMaxListeners } from 'node:events';
 import { Readable } from 'node:stream';
 import type { Descriptor } from '../oci/schemas.js';
 import { fetchSmall } from './fetch-json.js';
-import { hasSuccessors, successors } from './graph.js';
+import { assertReadable, hasSuccessors, successors } from './graph.js';
 import { DEFAULT_CONCURRENCY, limiter } from './limit.js';
 import type { ReadOnlyTarget, Target, TransferOptions } from './target.js';
 
@@ -22,9 +22,11 @@ export interface CopyOptions extends TransferOptions {
  * Copies everything `root` points to from `src` to `dst`, children before parents: blobs the
  * destination has are skipped, blobs of another repository on the same registry are mounted, the
  * rest stream through verified. A manifest is pushed only after all it references, so nothing
- * ever points at what is missing; the root last, under `options.tag` where there is one.
+ * ever points at what is missing; the root last, under `options.tag` where there is one. Every
+ * manifest must be one ckpt reads into (OCI or Docker v2, `assertReadable`), or nothing is copied.
  */
 export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descriptor, options: CopyOptions = {}): Promise<void> {
+  assertReadable(root, src.name);
   const run = limiter(options.concurrency ?? DEFAULT_CONCURRENCY);
   const started = new Map<string, Promise<void>>();
   // The first failure stops the other transfers, and the copy fails only once none is running: a
@@ -45,7 +47,7 @@ export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descript
       return;
     }
     if (dst.mount && (await dst.mount(desc, src, transfer))) return;
-    await dst.push(desc, await src.fetch(desc, read), transfer);
+    await dst.push(desc, await src.fetch(desc, read), { ...transfer, knownMissing: true });
   };
 
   const copyNode = (desc: Descriptor): Promise<void> => {
@@ -56,8 +58,6 @@ export async function copyGraph(src: ReadOnlyTarget, dst: Target, root: Descript
     done = (async () => {
       if (!hasSuccessors(desc)) {
         await run(() => copyBlob(desc));
-        // A root of a type ckpt does not read into (an artifact manifest): tagged once it is there.
-        if (tag !== undefined) await dst.tag(root, tag, transfer);
         return;
       }
       const bytes = isRoot && options.rootBytes ? options.rootBytes : await fetchSmall(src, desc, read);

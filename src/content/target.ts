@@ -29,6 +29,11 @@ export interface TagOptions extends TransferOptions {
   bytes?: Buffer;
 }
 
+export interface StorePushOptions extends TransferOptions {
+  /** The caller has just found the store without it (a copy looks before it mounts): not looked for again. */
+  knownMissing?: boolean;
+}
+
 export interface FetchOptions extends TransferOptions {
   /**
    * The caller hashes the bytes itself, on another thread, and checks the digest before it treats
@@ -50,8 +55,8 @@ export interface ReadOnlyStore {
 
 /** Writes blobs and manifests. */
 export interface Store extends ReadOnlyStore {
-  /** Writes content whose descriptor is known; fails if the bytes do not match it. */
-  push(desc: Descriptor, content: Readable, options?: TransferOptions): Promise<void>;
+  /** Writes content whose descriptor is known, unless the store has it; fails if the bytes do not match it. */
+  push(desc: Descriptor, content: Readable, options?: StorePushOptions): Promise<void>;
   /**
    * Writes content whose digest is not known in advance (a layer compressed on the fly) and
    * returns its descriptor. Nothing becomes visible under the digest until it is complete.

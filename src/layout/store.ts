@@ -4,7 +4,7 @@ import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, rmdir, sta
 import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { FetchOptions, TagOptions, Target, TransferOptions } from '../content/target.js';
+import type { FetchOptions, StorePushOptions, TagOptions, Target, TransferOptions } from '../content/target.js';
 import { checkBytes, DigestStream, HashedReadable, VerifyStream } from '../content/verify.js';
 import { CkptError, fromSystemError, guardErrors } from '../errors.js';
 import { digestParts, isDigest } from '../oci/digest.js';
@@ -133,10 +133,10 @@ export class OciLayout implements Target {
     return stream.pipe(verify);
   }
 
-  async push(desc: Descriptor, content: Readable, options: TransferOptions = {}): Promise<void> {
+  async push(desc: Descriptor, content: Readable, options: StorePushOptions = {}): Promise<void> {
     // Read only after the look for the blob and the temporary file: an abort may come first.
     guardErrors(content);
-    if (await this.exists(desc)) {
+    if (!options.knownMissing && (await this.exists(desc))) {
       content.resume();
       options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'skipped' });
       return;

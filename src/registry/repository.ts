@@ -1,6 +1,6 @@
 import { pipeline, Readable } from 'node:stream';
 import { CkptError, guardErrors } from '../errors.js';
-import type { FetchOptions, ReadOnlyTarget, TagOptions, Target, TransferOptions } from '../content/target.js';
+import type { FetchOptions, StorePushOptions, ReadOnlyTarget, TagOptions, Target, TransferOptions } from '../content/target.js';
 import { assertSmall, MAX_JSON_BYTES } from '../content/fetch-json.js';
 import { checkBytes, VerifyStream } from '../content/verify.js';
 import { hasherFor, isDigest, sha256 } from '../oci/digest.js';
@@ -98,7 +98,7 @@ export class RegistryRepository implements Target {
    * Pushes content whose descriptor is known. A blob the repository already has is not sent again
    * (its stream is destroyed unread); a manifest is PUT under its digest.
    */
-  async push(desc: Descriptor, content: Readable, options: TransferOptions = {}): Promise<void> {
+  async push(desc: Descriptor, content: Readable, options: StorePushOptions = {}): Promise<void> {
     if (isManifestLike(desc.mediaType)) {
       const bytes = await readVerified(content, desc, this.#subject(desc));
       await this.pushManifest(desc, bytes, desc.digest, options);
@@ -107,7 +107,7 @@ export class RegistryRepository implements Target {
     const target = { client: this.client, repository: this.repository, subject: this.#subject(desc) };
     // Read only after the HEAD: an abort may come first.
     guardErrors(content);
-    if (await blobExists(target, desc.digest, options.signal)) {
+    if (!options.knownMissing && (await blobExists(target, desc.digest, options.signal))) {
       content.destroy();
       options.onProgress?.({ mediaType: desc.mediaType, digest: desc.digest, bytes: desc.size, total: desc.size, state: 'skipped' });
       return;

@@ -1,7 +1,7 @@
-import type { Target } from '../content/target.js';
+import type { ReadOnlyTarget, Target } from '../content/target.js';
 import { CkptError } from '../errors.js';
 import { OciLayout } from '../layout/store.js';
-import type { ImageReference } from '../reference.js';
+import { type ImageReference, referenceSelector } from '../reference.js';
 import { assertAuthFile, findCredential } from '../registry/credentials.js';
 import { hostSettings } from '../registry/hosts.js';
 import type { RegistryOptions } from '../registry/options.js';
@@ -67,4 +67,16 @@ export async function openTarget(ref: ImageReference, options: OpenTargetOptions
  */
 export function writingTo<T extends RegistryAccess>(destination: ImageReference, access: T): T {
   return destination.kind === 'registry' ? { ...access, credentialsFor: destination.registry } : access;
+}
+
+/**
+ * The tag or digest `ref` selects in `target`, which `openTarget` opened from it: `latest` where it
+ * names neither, but in a layout that holds one image, that image, as containers/image reads
+ * `oci:DIR` (`skopeo copy … oci:DIR` writes one image, untagged).
+ */
+export async function selectorIn(target: ReadOnlyTarget, ref: ImageReference): Promise<string> {
+  const selector = referenceSelector(ref);
+  if (ref.kind !== 'layout' || ref.tag !== undefined || ref.digest !== undefined || !(target instanceof OciLayout)) return selector;
+  const { manifests } = await target.readIndex();
+  return manifests.length === 1 && manifests[0] ? manifests[0].digest : selector;
 }

@@ -37,14 +37,46 @@ function tagInProcess(dir: string, desc: Descriptor, tags: string[]) {
 }
 
 describe('tags in one layout', () => {
-  it('a copy keeps the tag of an image whose root is not a manifest ckpt reads (an artifact manifest)', async () => {
+  it('a copy refuses a manifest it does not read into (an OCI 1.1-rc artifact manifest), whose blobs it would leave behind', async () => {
     const work = await tempDir('ckpt-tags-');
     const source = await OciLayout.open(join(work, 'src'), { create: true });
-    const artifact = Buffer.from(JSON.stringify({ mediaType: 'application/vnd.oci.artifact.manifest.v1+json', artifactType: 'x/y' }));
+    const payload = Buffer.from('payload');
+    const payloadDesc = await source.ingest('text/plain', Readable.from([payload]));
+    const artifact = Buffer.from(JSON.stringify({ mediaType: 'application/vnd.oci.artifact.manifest.v1+json', artifactType: 'x/y', blobs: [payloadDesc] }));
     const desc = await source.ingest('application/vnd.oci.artifact.manifest.v1+json', Readable.from([artifact]));
     await source.tag(desc, 'v1');
-    await copy(`oci:${join(work, 'src')}:v1`, `oci:${join(work, 'dst')}:v2`);
-    expect(await (await OciLayout.open(join(work, 'dst'))).resolve('v2')).toMatchObject({ digest: desc.digest });
+    const run = await ckpt(['copy', `oci:${join(work, 'src')}:v1`, `oci:${join(work, 'dst')}:v2`]);
+    expect(run.exitCode).toBe(3);
+    expect(run.stderr).toBe(`ckpt: oci:${join(work, 'src')}: ${desc.digest} is of type application/vnd.oci.artifact.manifest.v1+json: ckpt copies OCI and Docker v2 manifests and indexes only`);
+    expect(existsSync(join(work, 'dst'))).toBe(false);
+  });
+
+  it('a copy refuses a destination with both a tag and a digest, as skopeo does, instead of dropping the tag', async () => {
+    // Refused before anything is opened: no registry listens on port 1.
+    const run = await ckpt(['copy', `oci:${fixture('podman-image-layout')}:counter-ckpt`, `localhost:1/prod/counter:keep@sha256:${'a'.repeat(64)}`]);
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain('a destination takes a tag or a digest, not both');
+  });
+
+  it('a layout named without a tag gives its only image, as containers/image reads one skopeo wrote untagged', async () => {
+    const work = await tempDir('ckpt-tags-');
+    const untagged = join(work, 'untagged');
+    const made = await execa('skopeo', ['copy', `oci:${fixture('podman-image-layout')}:counter-ckpt`, `oci:${untagged}`], { reject: false });
+    expect(made.exitCode, made.stderr).toBe(0);
+    const index = JSON.parse(await readFile(join(untagged, 'index.json'), 'utf8')) as { manifests: Descriptor[] };
+    expect(index.manifests).toHaveLength(1);
+    expect(index.manifests[0]?.annotations?.[Annotation.refName]).toBeUndefined();
+    const inspected = await ckpt(['inspect', `oci:${untagged}`, '--json']);
+    expect(inspected.exitCode, inspected.stderr).toBe(0);
+    const copied = await ckpt(['copy', `oci:${untagged}`, `oci:${join(work, 'copied')}:v1`, '-q']);
+    expect(copied.exitCode, copied.stderr).toBe(0);
+    expect(copied.stdout.trim()).toBe(index.manifests[0]?.digest);
+    // With two images, and neither tagged latest, the name must say which.
+    const again = await ckpt(['build', fixture('crio-counter.tar'), `oci:${untagged}:other`]);
+    expect(again.exitCode, again.stderr).toBe(0);
+    const two = await ckpt(['inspect', `oci:${untagged}`]);
+    expect(two.exitCode).toBe(4);
+    expect(two.stderr).toContain('no image tagged "latest"');
   });
 
   it('given the manifest bytes, store the manifest with the tag; wrong bytes store neither', async () => {

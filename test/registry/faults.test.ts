@@ -11,6 +11,7 @@ import { openCheckpoint } from '../../src/checkpoint/open.js';
 import { copyGraph } from '../../src/content/copy.js';
 import { buildImage as buildCheckpointImage } from '../../src/image/build.js';
 import { OciLayout } from '../../src/layout/store.js';
+import { MediaType } from '../../src/oci/mediatypes.js';
 import { THREADED_MIN_SIZE } from '../../src/unpack/plan.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
 import { RegistryClient } from '../../src/registry/client.js';
@@ -156,6 +157,41 @@ describe('faults between ckpt and the registry', () => {
     await copyOnce();
     expect(proxy.requests.filter((r) => r.url.includes('/manifests/'))).toEqual(manifestRequests);
     expect(await to.check.resolve('v1')).toMatchObject({ digest: manifestDesc.digest });
+  });
+
+  it('copies a blob the destination lacks with one HEAD for it, then its upload', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const { layout, manifestDesc, layerDescs } = await smallImage(await tempDir('ckpt-faults-'));
+    await copyGraph(layout, viaProxy, manifestDesc);
+    const heads = proxy.requests.filter((r) => r.method === 'HEAD' && r.url.includes('/blobs/')).map((r) => r.url);
+    // The config and the layer, each looked for once.
+    expect(heads).toHaveLength(2);
+    expect(new Set(heads).size).toBe(2);
+    for (const layer of layerDescs) expect(await check.exists(layer)).toBe(true);
+  });
+
+  it('refuses an index holding a manifest of a kind it does not read into, before writing anything', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const source = await OciLayout.open(join(await tempDir('ckpt-faults-'), 'layout'), { create: true });
+    // An OCI 1.1-rc artifact manifest: its blob is listed under "blobs", which copying its bytes alone would leave behind.
+    const payload = blob(1000);
+    await source.push(payload.desc, Readable.from([payload.bytes]));
+    const artifactType = 'application/vnd.oci.artifact.manifest.v1+json';
+    const artifact = await source.ingest(artifactType, Readable.from([Buffer.from(JSON.stringify({ mediaType: artifactType, artifactType: 'x/y', blobs: [payload.desc] }))]));
+    const index = await source.ingest(
+      MediaType.imageIndex,
+      Readable.from([Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.imageIndex, manifests: [artifact] }))]),
+    );
+    const err = await rejection(copyGraph(source, viaProxy, index, { tag: 'v1' }));
+    expect(err.code).toBe('UNSUPPORTED');
+    expect(err.message).toContain(artifactType);
+    expect(proxy.requests.filter((r) => r.method !== 'GET' && r.method !== 'HEAD')).toEqual([]);
+    await expect(check.resolve('v1')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    // A lone one, as the root, too.
+    await expect(copyGraph(source, viaProxy, artifact, { tag: 'v1' })).rejects.toMatchObject({ code: 'UNSUPPORTED' });
+    expect(await check.exists(payload.desc)).toBe(false);
   });
 
   it('refuses a manifest over 4 MiB from the registry with INVALID_MANIFEST, as from a layout', async () => {
