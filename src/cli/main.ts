@@ -1,7 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { setFlagsFromString } from 'node:v8';
 import { Command, CommanderError } from 'commander';
-import { CkptError, ExitCode } from '../errors.js';
+import { CkptError, ExitCode, isCkptError } from '../errors.js';
 import { reportError } from './errors.js';
 import { registerBuild } from './commands/build.js';
 import { registerCopy } from './commands/copy.js';
@@ -70,6 +70,12 @@ function usageError(err: CommanderError, cli: Command, argv: string[]): CkptErro
   return new CkptError('USAGE', `${what} (see ckpt ${command ? `${command} ` : ''}--help)`, { subject: command });
 }
 
+/** An abort that a signal caused says which, not the library's "operation aborted". */
+function interrupted(err: unknown, signal: AbortSignal): unknown {
+  if (!isCkptError(err, 'ABORTED') || typeof signal.reason !== 'string') return err;
+  return new CkptError('ABORTED', `interrupted (${signal.reason})`, { subject: err.subject, cause: err });
+}
+
 /** The command has ended, or was ended on purpose: an exit now is not a bug. */
 let settled = false;
 
@@ -84,7 +90,7 @@ export async function run(argv: string[]): Promise<number> {
   // very thing stuck (an open() of a FIFO no one writes).
   const onSignal = (name: NodeJS.Signals) => {
     if (!controller.signal.aborted) {
-      controller.abort();
+      controller.abort(name);
       return;
     }
     settled = true;
@@ -107,7 +113,7 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     if (err instanceof CommanderError && PRINTED.has(err.code)) return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     const failure = err instanceof CommanderError && err.exitCode !== 0 ? usageError(err, cli, argv) : err;
-    return reportError(failure, (line) => process.stderr.write(`${line}\n`));
+    return reportError(interrupted(failure, controller.signal), (line) => process.stderr.write(`${line}\n`));
   } finally {
     for (const name of signals) process.off(name, onSignal);
   }

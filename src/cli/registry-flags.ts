@@ -26,7 +26,7 @@ function bool(value: string): boolean {
 export function addRegistryFlags(command: Command): Command {
   return command
     .option('--creds <user:password>', 'registry credentials (instead of those stored by login, Podman or Docker); reading one registry and writing another, only the one written to gets them')
-    .option('-u, --username <user>', 'registry user name; the password is read from stdin (--password-stdin)')
+    .option('-u, --username <user>', 'registry user name, with --password-stdin (the password on stdin)')
     .option('--password-stdin', 'read the registry password from standard input')
     .addOption(new Option('--authfile <file>', 'auth file to read credentials from').env('REGISTRY_AUTH_FILE'))
     .option('--ca-file <file>', 'extra CA certificate to trust (repeatable)', collect)

@@ -1,5 +1,5 @@
 import { resolveImage } from '../content/resolve-image.js';
-import { isCkptError } from '../errors.js';
+import { CkptError, isCkptError } from '../errors.js';
 import type { TransferOptions } from '../content/target.js';
 import type { Descriptor, Platform } from '../oci/schemas.js';
 import { formatReference, parseReference, referenceSelector } from '../reference.js';
@@ -39,11 +39,17 @@ export function pull(sourceInput: string, destination: string, options: PullOpti
   return runCommand('command', { source: sourceInput, destination }, options, (checked) => pullChecked(sourceInput, destination, checked));
 }
 
+/** Names of compressed archives, which pull does not write: without this, such a name became a directory. */
+const COMPRESSED_ARCHIVE = /\.(?:tar\.(?:gz|zst|xz|bz2)|tgz)$/i;
+
 async function pullChecked(sourceInput: string, destination: string, options: PullOptions): Promise<PullResult> {
   const ref = parseReference(sourceInput);
   if (destination.startsWith('oci:')) {
     const copied = await copy(sourceInput, destination, options);
     return { source: copied.source, descriptor: copied.descriptor, manifest: await copiedManifest(copied.reference, copied.descriptor, options), destination: copied.reference, kind: 'layout' };
+  }
+  if (COMPRESSED_ARCHIVE.test(destination)) {
+    throw new CkptError('USAGE', 'pull writes an uncompressed archive (NAME.tar, as CRI-O and Podman read it) or a directory', { subject: destination });
   }
   // Layers decode on worker threads that start while the manifest is read.
   startSpareWorkers('unpack/zstd-worker', sparesForPull(options.concurrency));

@@ -1,6 +1,7 @@
 import { arch } from 'node:os';
 import { goArch } from '../checkpoint/host.js';
 import { CkptError } from '../errors.js';
+import { isDigest } from '../oci/digest.js';
 import { isManifestType } from '../oci/mediatypes.js';
 import { type Descriptor, ImageConfigSchema, type Index, IndexSchema, type Manifest, ManifestSchema, parseJson, type Platform } from '../oci/schemas.js';
 import { fetchJson, fetchSmall } from './fetch-json.js';
@@ -45,7 +46,7 @@ export async function resolveImage(
   const want = options.platform ?? hostPlatform();
   const missing = () => {
     const name = [want.os, want.architecture, want.variant].filter(Boolean).join('/');
-    return new CkptError('NOT_FOUND', `${reference} has no image for ${name}`, { subject: target.name });
+    return new CkptError('NOT_FOUND', `no image for ${name}`, { subject: `${target.name}${isDigest(reference) ? '@' : ':'}${reference}` });
   };
   if (isManifestType(root.mediaType)) {
     const manifest = parseJson(ManifestSchema, bytes, subject);

@@ -48,7 +48,7 @@ export class VerifyStream extends Transform {
   #sizeError(): CkptError {
     return new CkptError(
       'SIZE_MISMATCH',
-      `blob ${this.#desc.digest} is larger or smaller than its ${this.#desc.size} bytes (got ${this.#seen}${this.#seen > this.#desc.size ? '+' : ''})`,
+      `blob ${this.#desc.digest} is ${this.#seen > this.#desc.size ? 'larger' : 'smaller'} than its ${this.#desc.size} bytes (got ${this.#seen}${this.#seen > this.#desc.size ? '+' : ''})`,
       { subject: this.#subject },
     );
   }

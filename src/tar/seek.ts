@@ -246,8 +246,9 @@ async function* headers(file: FileWindow, signal: AbortSignal | undefined): Asyn
     Object.assign(header, extended?.pax);
     extended = undefined;
     if (type === undefined) {
-      const typeflag = JSON.stringify(String.fromCharCode(flag));
-      const why = `has the tar type ${typeflag}, which a checkpoint never holds`;
+      const typeflag = String.fromCharCode(flag);
+      const what = typeflag === 'S' ? ' (a sparse file: archive without tar --sparse)' : '';
+      const why = `has the tar type ${JSON.stringify(typeflag)}${what}, which a checkpoint never holds`;
       throw new CkptError('UNSAFE_PATH', `entry ${JSON.stringify(header.name)} ${why}`, { subject });
     }
     // tar-stream reads no content after a directory's header, whatever its size says.

@@ -66,8 +66,8 @@ export async function unpackToArchive(
 function streamedEntries(target: ReadOnlyTarget, plan: UnpackPlan, opts: NormalisedUnpackOptions) {
   return async (add: AddEntry, signal: AbortSignal): Promise<void> => {
     for (const layer of plan.layers) {
-      await readLayer(target, layer, { signal, onProgress: opts.onProgress }, async (entries) => {
-        for await (const entry of entries) await add(entry, layer.desc.digest);
+      await readLayer(target, layer, { signal, onProgress: opts.onProgress }, async (entries, subject) => {
+        for await (const entry of entries) await add(entry, subject);
       });
     }
   };

@@ -103,8 +103,8 @@ export async function extractLayers(
   const limit = exclusive ? opts.concurrency : 1;
   const layers = plan.layers.map((layer, position) => ({ layer, position }));
   const stats = await mapLimited(layers, limit, opts.signal, ({ layer, position }, signal) =>
-    readLayer(target, layer, { signal, onProgress: opts.onProgress }, (entries) =>
-      extractEntries(entries, root, { subject: layer.desc.digest, signal, destinationName, exclusive, directories, links, position }),
+    readLayer(target, layer, { signal, onProgress: opts.onProgress }, (entries, subject) =>
+      extractEntries(entries, root, { subject, signal, destinationName, exclusive, directories, links, position }),
     ),
   );
   await links.check(root);

@@ -18,19 +18,20 @@ export interface LayerReadOptions {
 }
 
 /**
- * Fetches a layer and hands its entries to `use`; resolves with what `use` returns once the blob
- * has also been read whole and verified against its digest, so no caller ever treats unverified
- * content as complete.
+ * Fetches a layer and hands its entries to `use`, with the name messages about them carry
+ * (`host/repo@digest`); resolves with what `use` returns once the blob has also been read whole
+ * and verified against its digest, so no caller ever treats unverified content as complete.
  */
 export async function readLayer<T>(
   target: ReadOnlyTarget,
   layer: LayerPlan,
   options: LayerReadOptions,
-  use: (entries: AsyncIterable<TarEntry>) => Promise<T>,
+  use: (entries: AsyncIterable<TarEntry>, subject: string) => Promise<T>,
 ): Promise<T> {
   const { signal } = options;
+  const subject = `${target.name}@${layer.desc.digest}`;
   // A worker starts while the request goes out.
-  const decoder = layer.threaded ? onThread(layer, signal) : onMainThread(layer);
+  const decoder = layer.threaded ? onThread(layer, subject, signal) : onMainThread(layer, subject);
   try {
     // A worker hashes what it decodes and checks the digest before its entries end.
     const blob = await target.fetch(layer.desc, { signal, digestCheckedByCaller: layer.threaded });
@@ -43,7 +44,7 @@ export async function readLayer<T>(
     counter.pipe(decoder.input);
     let result: T;
     try {
-      result = await use(decoder.entries);
+      result = await use(decoder.entries, subject);
     } catch (err) {
       if (isCkptError(err, 'CORRUPT_ARCHIVE')) {
         // A flipped byte usually breaks decompression before the digest can be checked at the end;
@@ -76,15 +77,15 @@ interface LayerDecoder {
   close(): Promise<void>;
 }
 
-function onMainThread(layer: LayerPlan): LayerDecoder {
+function onMainThread(layer: LayerPlan, subject: string): LayerDecoder {
   const tar = decompressor(layer.compression);
   // readTar() reports the stream's failure; a failure before it starts reading (an abort) has no one else to tell.
   tar.on('error', () => undefined);
-  return { input: tar, entries: readTar(tar, layer.desc.digest), fail: (err) => tar.destroy(err), close: async () => undefined };
+  return { input: tar, entries: readTar(tar, subject), fail: (err) => tar.destroy(err), close: async () => undefined };
 }
 
-function onThread(layer: LayerPlan, signal: AbortSignal | undefined): LayerDecoder {
-  const thread = new ZstdLayerThread(layer.desc.digest, signal);
+function onThread(layer: LayerPlan, subject: string, signal: AbortSignal | undefined): LayerDecoder {
+  const thread = new ZstdLayerThread(layer.desc.digest, subject, signal);
   return { input: thread.input, entries: thread.entries(), fail: (err) => thread.fail(err), close: () => thread.close() };
 }
 

@@ -44,7 +44,7 @@ export async function planUnpack(
 ): Promise<UnpackPlan> {
   if (!isManifestType(manifestDesc.mediaType)) {
     throw new CkptError('UNSUPPORTED', `${manifestDesc.mediaType} is not an image manifest (resolve an index to one image first)`, {
-      subject: manifestDesc.digest,
+      subject: `${target.name}@${manifestDesc.digest}`,
     });
   }
   const manifest = options.manifest ?? (await fetchJson(target, manifestDesc, ManifestSchema, { signal: options.signal })).value;
@@ -54,7 +54,7 @@ export async function planUnpack(
     });
   }
   const layers = manifest.layers.map((desc) => {
-    const compression = compressionOf(desc);
+    const compression = compressionOf(desc, `${target.name}@${desc.digest}`);
     return { desc, compression, threaded: compression === 'zstd' && desc.size >= THREADED_MIN_SIZE };
   });
   const order: LayerOrder =
@@ -62,13 +62,13 @@ export async function planUnpack(
   return { manifest, layers, order };
 }
 
-function compressionOf(desc: Descriptor): Compression {
+function compressionOf(desc: Descriptor, subject: string): Compression {
   if (desc.mediaType.endsWith('+encrypted')) {
-    throw new CkptError('UNSUPPORTED', `layer is encrypted (${desc.mediaType}); decrypt the image first`, { subject: desc.digest });
+    throw new CkptError('UNSUPPORTED', `layer is encrypted (${desc.mediaType}); decrypt the image first`, { subject });
   }
   const compression = layerCompression(desc.mediaType);
   if (!compression) {
-    throw new CkptError('UNSUPPORTED', `layer media type ${desc.mediaType} is not a tar layer`, { subject: desc.digest });
+    throw new CkptError('UNSUPPORTED', `layer media type ${desc.mediaType} is not a tar layer`, { subject });
   }
   return compression;
 }

@@ -14,7 +14,8 @@ export type ToZstdWorker =
    * The first message: the layer to read. `digest` is the blob's; it names the layer in messages,
    * and the worker hashes the compressed bytes it is given and checks them against it at their end.
    */
-  | { type: 'layer'; digest: string }
+  /** `subject` names the layer in messages (`host/repo@digest`). */
+  | { type: 'layer'; digest: string; subject: string }
   /** Compressed bytes, in a buffer the worker hands back (`free`) once read. */
   | { type: 'input'; data: ArrayBuffer; length: number }
   /** The blob was read whole (its size checked; its digest is the worker's to check). */

@@ -36,16 +36,15 @@ export class ZstdLayerThread {
   #stopped: Promise<unknown> | undefined;
   readonly #onAbort = () => this.fail(new CkptError('ABORTED', 'operation aborted', { subject: this.#subject }));
 
-  /** `digest` is the blob's: the worker checks it (fetch the blob with `digestCheckedByCaller`). */
-  constructor(digest: string, signal: AbortSignal | undefined) {
-    const subject = digest;
+  /** `digest` is the blob's: the worker checks it (fetch the blob with `digestCheckedByCaller`). `subject` names it in messages. */
+  constructor(digest: string, subject: string, signal: AbortSignal | undefined) {
     this.#subject = subject;
     this.#signal = signal;
     this.#worker = takeWorker('unpack/zstd-worker');
     this.#worker.on('message', (message: FromZstdWorker) => this.#receive(message));
     this.#worker.on('error', (err) => this.fail(err));
     this.#worker.on('exit', (code) => this.fail(new CkptError('READ_FAILED', `layer worker stopped (exit code ${code})`, { subject })));
-    this.#post({ type: 'layer', digest });
+    this.#post({ type: 'layer', digest, subject });
     this.input = new Writable({
       // Chunks are taken at once while a buffer is free: no stream back-pressure per chunk.
       highWaterMark: INPUT_SIZE,

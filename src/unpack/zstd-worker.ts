@@ -38,8 +38,10 @@ interface Content {
 }
 
 class LayerReader {
-  /** The blob's digest, which also names the layer in messages. */
+  /** The blob's digest. */
   readonly #digest: string;
+  /** Names the layer in messages. */
+  readonly #subject: string;
   readonly #dctx = new zstd.DCtx();
   readonly #output = Buffer.allocUnsafeSlow(OUTPUT);
   readonly #framer: TarFramer;
@@ -63,9 +65,10 @@ class LayerReader {
    */
   #corrupt: unknown;
 
-  constructor(digest: string) {
+  constructor(digest: string, subject: string) {
     this.#digest = digest;
-    this.#framer = new TarFramer(digest);
+    this.#subject = subject;
+    this.#framer = new TarFramer(subject);
     this.#hash = hasherFor(digest);
   }
 
@@ -123,8 +126,8 @@ class LayerReader {
 
   async #take(frame: Frame): Promise<void> {
     if (frame.kind === 'header') {
-      const header = await decodeHeader(frame.header, this.#digest);
-      const entry = treeEntry(header, this.#digest);
+      const header = await decodeHeader(frame.header, this.#subject);
+      const entry = treeEntry(header, this.#subject);
       // tar-stream reads no content after a directory's header, whatever its size says.
       const size = header.type === 'directory' ? 0 : header.size;
       this.#framer.content(size);
@@ -170,7 +173,7 @@ class LayerReader {
       try {
         result = this.#dctx.decompressStream(this.#output, src);
       } catch (err) {
-        throw corruptArchive(err, this.#digest);
+        throw corruptArchive(err, this.#subject);
       }
       const [remaining, produced, consumed] = result;
       this.#full = produced === OUTPUT && remaining !== 0;
@@ -190,7 +193,7 @@ class LayerReader {
   }
 
   #finish(): void {
-    if (this.#inFrame) throw new CkptError('CORRUPT_ARCHIVE', 'truncated or corrupt archive (it ends inside a zstd frame)', { subject: this.#digest });
+    if (this.#inFrame) throw new CkptError('CORRUPT_ARCHIVE', 'truncated or corrupt archive (it ends inside a zstd frame)', { subject: this.#subject });
     this.#framer.end();
     this.#failed = true; // nothing more to do: later messages are ignored
     post({ type: 'end' });
@@ -204,7 +207,7 @@ class LayerReader {
       post({ type: 'error', error: errorToThread(err) });
       return;
     }
-    const broken = corruptArchive(err, this.#digest);
+    const broken = corruptArchive(err, this.#subject);
     if (!this.#ended && this.#corrupt === undefined && broken instanceof CkptError && broken.code === 'CORRUPT_ARCHIVE') {
       this.#corrupt = broken;
       // What was queued for decoding is hashed already: give the buffers back so the rest can come.
@@ -216,7 +219,7 @@ class LayerReader {
 
   /** DIGEST_MISMATCH unless the compressed bytes received, all of them, have the blob's digest. */
   #checkDigest(): CkptError | null {
-    return digestMismatch(this.#digest, this.#hash, this.#digest);
+    return digestMismatch(this.#digest, this.#hash, this.#subject);
   }
 }
 
@@ -230,6 +233,6 @@ function writeAll(fd: number, bytes: Uint8Array, position: number): void {
 // A worker may be started before its layer is known (threads/spares.ts): the first message names it.
 let reader: LayerReader | undefined;
 port.on('message', (message: ToZstdWorker) => {
-  if (message.type === 'layer') reader = new LayerReader(message.digest);
+  if (message.type === 'layer') reader = new LayerReader(message.digest, message.subject);
   else reader?.receive(message);
 });

@@ -173,7 +173,7 @@ describe('command line', () => {
     child.kill(name);
     const [code] = (await once(child, 'close')) as [number | null];
     expect(code, stderr).toBe(130);
-    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toBe(`ckpt: ${slow}: interrupted (${name})\n`);
     expect(await readdir(work)).toEqual([]);
   });
 
@@ -309,7 +309,7 @@ describe('command line', () => {
     for (const platform of ['linux/arm64', 'windows/amd64']) {
       const pulled = await ckpt(['pull', layout, join(work, 'out'), '--platform', platform]);
       expect(pulled.exitCode, pulled.stderr).toBe(4);
-      expect(pulled.stderr).toContain(`has no image for ${platform}`);
+      expect(pulled.stderr).toBe(`ckpt: ${layout}: no image for ${platform}`);
       expect((await ckpt(['inspect', layout, '--platform', platform])).exitCode).toBe(4);
     }
     expect((await ckpt(['inspect', layout, '--platform', 'linux/arm64/v8/extra'])).exitCode).toBe(2);

@@ -100,12 +100,14 @@ describe('ckpt pull', () => {
     expect(await treeOf(dest)).toEqual(await treeOf(original));
   });
 
-  it('a corrupted blob fails with exit 7 and leaves nothing behind', async () => {
+  it('a corrupted blob fails with exit 7, naming the image and the blob, and leaves nothing behind', async () => {
     proxy.add({ method: 'GET', url: /\/blobs\/sha256:/, fault: { kind: 'corrupt' }, times: 100 });
     const parent = await tempDir();
-    const run = await ckpt(['pull', `${proxy.host}/ckpt/counter:v1`, join(parent, 'counter')]);
-    expect(run.exitCode).toBe(7);
-    expect(run.stderr).toMatch(/^ckpt: .*sha256:[a-f0-9]{64}.*digest/);
+    for (const destination of ['counter', 'counter.tar']) {
+      const run = await ckpt(['pull', `${proxy.host}/ckpt/counter:v1`, join(parent, destination)]);
+      expect(run.exitCode).toBe(7);
+      expect(run.stderr).toMatch(new RegExp(`^ckpt: ${proxy.host}/ckpt/counter@sha256:[a-f0-9]{64}: .*digest`));
+    }
     expect(await readdir(parent)).toEqual([]);
   });
 
@@ -126,6 +128,16 @@ describe('ckpt pull', () => {
     const run = await ckpt(['pull', `${registry.host}/ckpt/counter:v1`, dest]);
     expect(run.exitCode).toBe(8);
     expect(await readdir(dest)).toEqual(['precious']);
+  });
+
+  it('a destination named as a compressed archive is refused, not made a directory of that name', async () => {
+    const parent = await tempDir();
+    for (const name of ['counter.tar.gz', 'counter.TGZ', 'counter.tar.zst']) {
+      const run = await ckpt(['pull', `${registry.host}/ckpt/counter:v1`, join(parent, name)]);
+      expect(run.exitCode).toBe(2);
+      expect(run.stderr).toBe(`ckpt: ${join(parent, name)}: pull writes an uncompressed archive (NAME.tar, as CRI-O and Podman read it) or a directory`);
+    }
+    expect(await readdir(parent)).toEqual([]);
   });
 });
 

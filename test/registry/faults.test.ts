@@ -91,6 +91,7 @@ describe('faults between ckpt and the registry', () => {
     const err = await rejection(unpackToDirectory(viaProxy, manifestDesc, join(work, 'out')));
     expect(err.code).toBe('DIGEST_MISMATCH');
     expect(err.message).toContain(layerDescs[0]?.digest);
+    expect(err.subject).toBe(`${viaProxy.name}@${layerDescs[0]?.digest}`);
     expect(await readdir(work)).toEqual(['layout']);
   });
 

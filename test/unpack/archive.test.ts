@@ -148,6 +148,7 @@ describe('unpackToArchive', () => {
     const err = await failure(unpackToArchive(layout, manifestDesc, join(work, 'out.tar')));
     expect(err.code).toBe('UNSAFE_PATH');
     expect(err.message).toContain('links through the symbolic link "a/b/r"');
+    expect(err.subject).toMatch(new RegExp(`^oci:${join(work, 'layout')}@sha256:[0-9a-f]{64}$`));
     expect(await outputs()).toEqual([]);
   });
 

@@ -221,12 +221,13 @@ describe('unpackToDirectory with hand-made images', () => {
     expect(await readFile(join(out, 'dir'), 'utf8')).toBe('now a file');
   });
 
-  it('refuses a hostile layer and leaves nothing behind', async () => {
-    const { layout, manifestDesc } = await buildImage(join(work, 'layout'), [
+  it('refuses a hostile layer, naming the image and the layer, and leaves nothing behind', async () => {
+    const { layout, manifestDesc, layerDescs } = await buildImage(join(work, 'layout'), [
       { entries: [{ name: 'fine', body: 'x' }, { name: '../escaped', body: 'x' }] },
     ]);
     const err = await failure(unpackToDirectory(layout, manifestDesc, join(work, 'out')));
     expect(err.code).toBe('UNSAFE_PATH');
+    expect(err.subject).toBe(`oci:${join(work, 'layout')}@${layerDescs[0]?.digest}`);
     expect(await leftovers()).toEqual([]);
   });
 
@@ -266,13 +267,13 @@ describe('unpackToDirectory with hand-made images', () => {
   it.each([
     ['an encrypted layer', 'application/vnd.oci.image.layer.v1.tar+gzip+encrypted'],
     ['a layer that is not a tar', 'application/vnd.example.data'],
-  ])('refuses %s as UNSUPPORTED, naming its digest', async (_what, mediaType) => {
+  ])('refuses %s as UNSUPPORTED, naming the layout and the layer', async (_what, mediaType) => {
     const { layout, manifestDesc, layerDescs } = await buildImage(join(work, 'layout'), [
       { entries: [{ name: 'f', body: 'x' }], mediaType },
     ]);
     const err = await failure(unpackToDirectory(layout, manifestDesc, join(work, 'out')));
     expect(err.code).toBe('UNSUPPORTED');
-    expect(err.subject).toBe(layerDescs[0]?.digest);
+    expect(err.subject).toBe(`oci:${join(work, 'layout')}@${layerDescs[0]?.digest}`);
     expect(await leftovers()).toEqual([]);
   });
 });
