@@ -10,7 +10,7 @@ export default tseslint.config(
       // TypeScript checks names itself, with Node's globals; ESLint's copy of that check does not know them.
       'no-undef': 'off',
       '@typescript-eslint/no-explicit-any': 'error',
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', ignoreRestSiblings: true }],
     },
   },
 );

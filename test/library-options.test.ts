@@ -1,7 +1,7 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { build, BuildCache, copy, inspect, login, pull, push } from '../src/index.js';
+import { build, BuildCache, copy, inspect, login, logout, pull, push } from '../src/index.js';
 import { rejection } from './helpers/rejection.js';
 import { fixture, tempDir } from './helpers/tree.js';
 
@@ -27,6 +27,12 @@ describe('options a JavaScript caller gets wrong: USAGE at once, nothing written
     // Checked before the source is opened: a missing one would say NOT_FOUND first.
     ['level: 99, with a source that is not there', (dest) => build('/nonexistent/checkpoint.tar', dest, { level: 99 }), /compression level for zstd/],
     ['concurrency: 0, for a registry that is not there', (dest) => pull('127.0.0.1:9/ckpt/none:v1', dest.slice(4), { concurrency: 0 }), /concurrency must be/],
+    // A misspelt name is refused, not ignored while the command does something else.
+    ['compresion (a typo)', (dest) => build(SOURCE, dest, loose({ compresion: 'gzip' })), /unknown option "compresion"/],
+    ['tag (a build takes it in the destination)', (dest) => push(SOURCE, dest, loose({ tag: 'v2' })), /unknown option "tag"/],
+    ['platform, to copy', (dest) => copy(IMAGE, dest, loose({ platform: { os: 'linux', architecture: 'arm64' } })), /unknown option "platform"/],
+    ['plainHTTP, to pull', (dest) => pull(IMAGE, dest.slice(4), loose({ plainHTTP: true })), /unknown option "plainHTTP"/],
+    ['creds, to inspect', () => inspect(IMAGE, loose({ creds: 'a:b' })), /unknown option "creds"/],
   ];
   for (const [what, run, message] of cases) {
     it(what, async () => {
@@ -40,6 +46,19 @@ describe('options a JavaScript caller gets wrong: USAGE at once, nothing written
       await expect(stat(dir)).rejects.toThrow(/ENOENT/);
     });
   }
+
+  it('logout with a misspelt authFile refuses, and leaves the auth files alone', async () => {
+    const home = await tempDir();
+    const authFile = join(home, 'auth.json');
+    const entry = JSON.stringify({ auths: { 'registry.example.com': { auth: Buffer.from('u:p').toString('base64') } } });
+    await writeFile(authFile, entry);
+    const env = { REGISTRY_AUTH_FILE: authFile };
+    const err = await rejection(logout('registry.example.com', loose({ authfile: join(home, 'other.json'), env, home })));
+    expect(err.code).toBe('USAGE');
+    expect(err.message).toMatch(/unknown option "authfile"/);
+    expect(await readFile(authFile, 'utf8')).toBe(entry);
+    expect(await logout('registry.example.com', { env, home })).toBe(true);
+  });
 
   it('login and inspect without their arguments', async () => {
     expect((await rejection(login('127.0.0.1:9', loose(undefined)))).code).toBe('USAGE');

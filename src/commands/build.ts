@@ -3,10 +3,27 @@ import { CkptError } from '../errors.js';
 import { type BuildImageOptions, type BuildImageResult, buildImage } from '../image/build.js';
 import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
 import { type ImageReference, formatReference, parseReference } from '../reference.js';
-import { type OpenTargetOptions, openTarget, writingTo } from '../target/open.js';
-import { runCommand } from './run-command.js';
+import { type OpenTargetOptions, REGISTRY_ACCESS_NAMES, openTarget, writingTo } from '../target/open.js';
+import { type OptionsSpec, optionNames, runCommand } from './run-command.js';
 
 export type BuildOptions = Omit<BuildImageOptions, 'tag'> & Omit<OpenTargetOptions, 'create'>;
+
+/** The names of build's options, which push takes too. */
+export const BUILD_OPTION_NAMES = {
+  ...REGISTRY_ACCESS_NAMES,
+  signal: true,
+  onProgress: true,
+  compression: true,
+  level: true,
+  compat: true,
+  annotations: true,
+  hostInfo: true,
+  maxLayerBytes: true,
+  cache: true,
+  concurrency: true,
+} as const;
+
+const OPTIONS: OptionsSpec = { kind: 'build', names: optionNames<BuildOptions>(BUILD_OPTION_NAMES) };
 
 export interface BuildResult extends BuildImageResult {
   /** The destination as given, with the tag used. */
@@ -25,7 +42,7 @@ function destinationTag(ref: ImageReference, input: string): string {
  * or has tagged into it meanwhile.
  */
 export function build(sourceInput: string, destination: string, options: BuildOptions = {}): Promise<BuildResult> {
-  return runCommand('build', { source: sourceInput, destination }, options, (checked) => buildChecked(sourceInput, destination, checked));
+  return runCommand(OPTIONS, { source: sourceInput, destination }, options, (checked) => buildChecked(sourceInput, destination, checked));
 }
 
 async function buildChecked(sourceInput: string, destination: string, options: BuildOptions): Promise<BuildResult> {

@@ -6,8 +6,8 @@ import { OciLayout } from '../layout/store.js';
 import type { Descriptor } from '../oci/schemas.js';
 import { formatReference, parseReference } from '../reference.js';
 import type { TransferOptions } from '../content/target.js';
-import { type RegistryAccess, openTarget, selectorIn, writingTo } from '../target/open.js';
-import { runCommand } from './run-command.js';
+import { REGISTRY_ACCESS_NAMES, type RegistryAccess, openTarget, selectorIn, writingTo } from '../target/open.js';
+import { type OptionsSpec, optionNames, runCommand } from './run-command.js';
 
 export interface CopyOptions extends RegistryAccess {
   /**
@@ -20,6 +20,11 @@ export interface CopyOptions extends RegistryAccess {
   signal?: AbortSignal;
   onProgress?: TransferOptions['onProgress'];
 }
+
+const OPTIONS: OptionsSpec = {
+  kind: 'command',
+  names: optionNames<CopyOptions>({ ...REGISTRY_ACCESS_NAMES, source: true, concurrency: true, signal: true, onProgress: true }),
+};
 
 export interface CopyResult {
   source: string;
@@ -34,7 +39,7 @@ export interface CopyResult {
  * layout the copy created is removed, as `build` removes one.
  */
 export function copy(sourceInput: string, destination: string, options: CopyOptions = {}): Promise<CopyResult> {
-  return runCommand('command', { source: sourceInput, destination }, options, (checked) => copyChecked(sourceInput, destination, checked));
+  return runCommand(OPTIONS, { source: sourceInput, destination }, options, (checked) => copyChecked(sourceInput, destination, checked));
 }
 
 async function copyChecked(sourceInput: string, destination: string, options: CopyOptions): Promise<CopyResult> {

@@ -10,9 +10,12 @@ import { ImageSource } from '../checkpoint/sources/image.js';
 import { CkptAnnotation, recordedHostInfo } from '../image/annotations.js';
 import { CHECKPOINT_ARTIFACT_TYPE } from '../oci/mediatypes.js';
 import { DescriptorSchema } from '../oci/schemas.js';
-import { runCommand } from './run-command.js';
+import { REGISTRY_ACCESS_NAMES } from '../target/open.js';
+import { type OptionsSpec, optionNames, runCommand } from './run-command.js';
 
 export type InspectOptions = OpenCheckpointOptions;
+
+const OPTIONS: OptionsSpec = { kind: 'command', names: optionNames<InspectOptions>({ ...REGISTRY_ACCESS_NAMES, signal: true, platform: true, meter: true }) };
 
 /** What `ckpt inspect --json` prints (schemas/inspect.schema.json). */
 export const InspectResultSchema = z.object({
@@ -89,7 +92,7 @@ function fromAnnotations(meta: CheckpointMetadata, annotations: Record<string, s
  * layer only, never the memory pages.
  */
 export function inspect(input: string, options: InspectOptions = {}): Promise<InspectResult> {
-  return runCommand('command', { source: input }, options, (checked) => inspectChecked(input, checked));
+  return runCommand(OPTIONS, { source: input }, options, (checked) => inspectChecked(input, checked));
 }
 
 async function inspectChecked(input: string, options: InspectOptions): Promise<InspectResult> {

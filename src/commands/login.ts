@@ -2,14 +2,23 @@ import { CkptError } from '../errors.js';
 import { parseRegistryHost } from '../reference.js';
 import { type AuthFileOptions, removeCredential, storeCredential } from '../registry/auth-file.js';
 import { RegistryClient } from '../registry/client.js';
-import { type RegistryAccess, registryOptions } from '../target/open.js';
-import { runCommand } from './run-command.js';
+import { REGISTRY_ACCESS_NAMES, type RegistryAccess, registryOptions } from '../target/open.js';
+import { type OptionsSpec, optionNames, runCommand } from './run-command.js';
 
 export interface LoginOptions extends Omit<RegistryAccess, 'credentials' | 'authFile'>, AuthFileOptions {
   username: string;
   password: string;
   signal?: AbortSignal;
 }
+
+const { credentials: _credentials, ...REGISTRY_ACCESS_BUT_CREDENTIALS } = REGISTRY_ACCESS_NAMES;
+const AUTH_FILE_NAMES = { authFile: true, env: true, home: true } as const;
+
+const LOGIN_OPTIONS: OptionsSpec = {
+  kind: 'command',
+  names: optionNames<LoginOptions>({ ...REGISTRY_ACCESS_BUT_CREDENTIALS, ...AUTH_FILE_NAMES, username: true, password: true, signal: true }),
+};
+const LOGOUT_OPTIONS: OptionsSpec = { kind: 'command', names: optionNames<AuthFileOptions>(AUTH_FILE_NAMES) };
 
 /**
  * The auth-file key `input` names, as `podman login` takes it: a registry (HOST[:PORT], a name
@@ -43,7 +52,7 @@ const NAMESPACE_RE = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:
  * `podman login` does); returns the file written. Nothing is stored when the registry refuses them.
  */
 export function login(registryInput: string, options: LoginOptions): Promise<string> {
-  return runCommand('command', { registry: registryInput }, options, (checked) => loginChecked(registryInput, checked));
+  return runCommand(LOGIN_OPTIONS, { registry: registryInput }, options, (checked) => loginChecked(registryInput, checked));
 }
 
 async function loginChecked(registryInput: string, options: LoginOptions): Promise<string> {
@@ -65,7 +74,7 @@ async function loginChecked(registryInput: string, options: LoginOptions): Promi
 
 /** Removes the entry of the registry or namespace (authKey) from the containers auth file; false when there was none. */
 export function logout(registryInput: string, options: AuthFileOptions = {}): Promise<boolean> {
-  return runCommand('command', { registry: registryInput }, options, (checked) => logoutChecked(registryInput, checked));
+  return runCommand(LOGOUT_OPTIONS, { registry: registryInput }, options, (checked) => logoutChecked(registryInput, checked));
 }
 
 async function logoutChecked(registryInput: string, options: AuthFileOptions): Promise<boolean> {

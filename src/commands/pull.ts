@@ -3,13 +3,13 @@ import { CkptError, isCkptError } from '../errors.js';
 import type { TransferOptions } from '../content/target.js';
 import type { Descriptor, Platform } from '../oci/schemas.js';
 import { formatReference, parseReference, referenceSelector } from '../reference.js';
-import { type RegistryAccess, openTarget, selectorIn } from '../target/open.js';
+import { REGISTRY_ACCESS_NAMES, type RegistryAccess, openTarget, selectorIn } from '../target/open.js';
 import { unpackToArchive } from '../unpack/archive.js';
 import { unpackToDirectory } from '../unpack/directory.js';
 import { startSpareWorkers, stopSpareWorkers } from '../threads/spares.js';
 import { sparesForPull } from '../unpack/options.js';
 import { copy } from './copy.js';
-import { runCommand } from './run-command.js';
+import { type OptionsSpec, optionNames, runCommand } from './run-command.js';
 
 export interface PullOptions extends RegistryAccess, TransferOptions {
   /** The platform to pick from an image index (this node's by default). */
@@ -17,6 +17,11 @@ export interface PullOptions extends RegistryAccess, TransferOptions {
   /** Layers fetched at once (default 4). */
   concurrency?: number;
 }
+
+const OPTIONS: OptionsSpec = {
+  kind: 'command',
+  names: optionNames<PullOptions>({ ...REGISTRY_ACCESS_NAMES, signal: true, onProgress: true, platform: true, concurrency: true }),
+};
 
 export interface PullResult {
   /** The image pulled. */
@@ -36,7 +41,7 @@ export interface PullResult {
  * it streams; the output appears under its final name only when complete.
  */
 export function pull(sourceInput: string, destination: string, options: PullOptions = {}): Promise<PullResult> {
-  return runCommand('command', { source: sourceInput, destination }, options, (checked) => pullChecked(sourceInput, destination, checked));
+  return runCommand(OPTIONS, { source: sourceInput, destination }, options, (checked) => pullChecked(sourceInput, destination, checked));
 }
 
 /** Names of compressed archives, which pull does not write: without this, such a name became a directory. */
@@ -45,7 +50,8 @@ const COMPRESSED_ARCHIVE = /\.(?:tar\.(?:gz|zst|xz|bz2)|tgz)$/i;
 async function pullChecked(sourceInput: string, destination: string, options: PullOptions): Promise<PullResult> {
   const ref = parseReference(sourceInput);
   if (destination.startsWith('oci:')) {
-    const copied = await copy(sourceInput, destination, options);
+    const { platform: _platform, ...copyOptions } = options; // copy takes no platform: the whole image goes
+    const copied = await copy(sourceInput, destination, copyOptions);
     return { source: copied.source, descriptor: copied.descriptor, manifest: await copiedManifest(copied.reference, copied.descriptor, options), destination: copied.reference, kind: 'layout' };
   }
   if (COMPRESSED_ARCHIVE.test(destination)) {

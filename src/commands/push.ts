@@ -8,12 +8,15 @@ import { CHECKPOINT_ARTIFACT_TYPE } from '../oci/mediatypes.js';
 import type { Descriptor } from '../oci/schemas.js';
 import { formatReference, parseReference } from '../reference.js';
 import { type OpenTargetOptions, openTarget, writingTo } from '../target/open.js';
-import { runCommand } from './run-command.js';
+import { BUILD_OPTION_NAMES } from './build.js';
+import { type OptionsSpec, optionNames, runCommand } from './run-command.js';
 
 export interface PushOptions extends Omit<BuildImageOptions, 'tag'>, Omit<OpenTargetOptions, 'create'> {
   /** Blobs moved at once when the source is already a checkpoint image (default 4). */
   concurrency?: number;
 }
+
+const OPTIONS: OptionsSpec = { kind: 'build', names: optionNames<PushOptions>(BUILD_OPTION_NAMES) };
 
 export interface PushResult {
   reference: string;
@@ -51,7 +54,7 @@ function assertNoImageOptions(options: PushOptions, source: string): void {
  * push created is removed, as `build` removes one.
  */
 export function push(sourceInput: string, destination: string, options: PushOptions = {}): Promise<PushResult> {
-  return runCommand('build', { source: sourceInput, destination }, options, (checked) => pushChecked(sourceInput, destination, checked));
+  return runCommand(OPTIONS, { source: sourceInput, destination }, options, (checked) => pushChecked(sourceInput, destination, checked));
 }
 
 async function pushChecked(sourceInput: string, destination: string, options: PushOptions): Promise<PushResult> {

@@ -35,6 +35,21 @@ const BuildOptionsCheck = CommandOptionsCheck.extend({
 export type OptionsKind = 'command' | 'build';
 const CHECKS: Record<OptionsKind, z.ZodType> = { command: CommandOptionsCheck, build: BuildOptionsCheck };
 
+/** How runCommand checks a command's options: their values, and which names it takes. */
+export interface OptionsSpec {
+  kind: OptionsKind;
+  names: ReadonlySet<string>;
+}
+
+/**
+ * The names of a command's options, listed where the compiler holds the list to the command's
+ * options type (every name, and no other): a name a JavaScript caller misspells (`authfile`) is
+ * refused, not ignored while the command does something else.
+ */
+export function optionNames<O extends object>(names: { [K in keyof Required<O>]: true }): ReadonlySet<string> {
+  return new Set(Object.keys(names));
+}
+
 function usage(message: string): CkptError {
   return new CkptError('USAGE', message);
 }
@@ -47,7 +62,7 @@ function usage(message: string): CkptError {
  * from inside a stream's event, it would otherwise end the process.
  */
 export async function runCommand<O extends object, T>(
-  kind: OptionsKind,
+  { kind, names }: OptionsSpec,
   inputs: Record<string, unknown>,
   options: O,
   body: (options: O) => Promise<T>,
@@ -56,6 +71,8 @@ export async function runCommand<O extends object, T>(
     if (typeof value !== 'string' || value.trim() === '') throw usage(`${name} must be a non-empty string, not ${JSON.stringify(value) ?? String(value)}`);
   }
   if (typeof options !== 'object' || options === null) throw usage('options must be an object');
+  const unknown = Object.keys(options).find((name) => !names.has(name));
+  if (unknown !== undefined) throw usage(`unknown option ${JSON.stringify(unknown)}`);
   const checked = CHECKS[kind].safeParse(options);
   if (!checked.success) {
     const issue = checked.error.issues[0];

@@ -28,6 +28,18 @@ export interface RegistryAccess {
   chunkSize?: number;
 }
 
+/** The names of RegistryAccess's options, for the commands' lists (run-command.ts, optionNames). */
+export const REGISTRY_ACCESS_NAMES = {
+  credentials: true,
+  credentialsFor: true,
+  authFile: true,
+  caFiles: true,
+  plainHttp: true,
+  tlsVerify: true,
+  retry: true,
+  chunkSize: true,
+} as const satisfies { [K in keyof Required<RegistryAccess>]: true };
+
 export interface OpenTargetOptions extends RegistryAccess {
   /** Create an OCI layout that does not exist yet. */
   create?: boolean;

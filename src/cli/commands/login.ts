@@ -13,9 +13,9 @@ export function registerLogin(cli: Command, signal: AbortSignal): void {
   if (authfile) authfile.description = 'auth file to store the credentials in (created if missing)';
   login.action(async (registry: string, flags: RegistryFlags) => {
     const commands = await import('../../commands/login.js');
-    const access = await registryAccess(flags);
-    if (!access.credentials) throw new CkptError('USAGE', 'login needs --username with --password-stdin, or --creds');
-    const file = await commands.login(registry, { ...access, ...access.credentials, authFile: flags.authfile, signal });
+    const { credentials, ...access } = await registryAccess(flags);
+    if (!credentials) throw new CkptError('USAGE', 'login needs --username with --password-stdin, or --creds');
+    const file = await commands.login(registry, { ...access, ...credentials, authFile: flags.authfile, signal });
     process.stderr.write(`Login succeeded; credentials stored in ${file}\n`);
   });
 
