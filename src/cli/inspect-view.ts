@@ -47,6 +47,13 @@ export function inspectSummary(result: InspectResult): string {
     ['Restorable by', m.restorableBy.join(', ')],
   ];
   if (result.image) {
+    const node = result.image.recordedHost;
+    if (node) {
+      const distribution = [node.distribution?.name, node.distribution?.version].filter(Boolean).join(' ');
+      const engine = node.engineVersion && `${m.engine === 'criu' ? 'engine' : ENGINE_NAME[m.engine]} ${node.engineVersion}`;
+      const parts = [node.kernel && `kernel ${node.kernel}`, distribution, node.criuVersion && `CRIU ${node.criuVersion}`, node.cgroupVersion && `cgroup ${node.cgroupVersion}`, engine];
+      rows.push(['Recorded node', parts.filter(Boolean).join(', ') || undefined]);
+    }
     if (result.image.index) rows.push(['Index', result.image.index]);
     rows.push(
       ['Manifest', result.image.digest],

@@ -5,7 +5,7 @@ import type { CheckpointSource } from '../checkpoint/entry.js';
 import { interpretScan } from '../checkpoint/metadata.js';
 import { type OpenCheckpointOptions, openCheckpoint } from '../checkpoint/open.js';
 import { CheckpointScanner } from '../checkpoint/scan.js';
-import { type CheckpointMetadata, CheckpointMetadataSchema } from '../checkpoint/schemas.js';
+import { type CheckpointMetadata, CheckpointMetadataSchema, HostInfoSchema } from '../checkpoint/schemas.js';
 import { ImageSource } from '../checkpoint/sources/image.js';
 import { CkptAnnotation, recordedHostInfo } from '../image/annotations.js';
 import { CHECKPOINT_ARTIFACT_TYPE } from '../oci/mediatypes.js';
@@ -30,6 +30,9 @@ export const InspectResultSchema = z.object({
       annotations: z.record(z.string(), z.string()),
       layers: z.array(DescriptorSchema),
       size: z.number().int().describe('sum of the compressed layer sizes'),
+      recordedHost: HostInfoSchema.optional().describe(
+        'what the annotations record of the node: the one that built the image (ckpt build, Podman --create-image), which should be the one that made the checkpoint',
+      ),
     })
     .optional()
     .describe('for a checkpoint image: its manifest and layers'),
@@ -46,11 +49,6 @@ async function scan(source: CheckpointSource, signal: AbortSignal | undefined): 
     if (tap && open) await pipeline(open(), tap, { signal });
   }
   return interpretScan(await scanner.result(), source.name);
-}
-
-/** The CRIU version ckpt recorded at build time (from the node) when the checkpoint itself does not say. */
-function criuVersionAnnotation(annotations: Record<string, string>): string | undefined {
-  return recordedHostInfo(annotations)?.criuVersion;
 }
 
 function number(annotations: Record<string, string>, key: string): number | undefined {
@@ -116,8 +114,9 @@ async function describe(input: string, source: CheckpointSource, options: Inspec
   const layers = ours ? manifest.layers.filter((l) => l.annotations?.[CkptAnnotation.layer] === 'metadata') : manifest.layers;
   const scanned = await scan(new ImageSource(source.name, source.target, source.image, layers), options.signal);
   const metadata = ours ? fromAnnotations(scanned, annotations) : scanned;
+  const recordedHost = recordedHostInfo(annotations);
   // Without dump.log (Podman's --create-image leaves it out), the annotations still name CRIU's version.
-  const criuVersion = metadata.criu.version ?? criuVersionAnnotation(annotations);
+  const criuVersion = metadata.criu.version ?? recordedHost?.criuVersion;
   return {
     source: input,
     kind: 'image',
@@ -129,6 +128,7 @@ async function describe(input: string, source: CheckpointSource, options: Inspec
       annotations,
       layers: manifest.layers,
       size: manifest.layers.reduce((sum, l) => sum + l.size, 0),
+      ...(recordedHost ? { recordedHost } : {}),
     },
     metadata: criuVersion ? { ...metadata, criu: { ...metadata.criu, version: criuVersion } } : metadata,
   };

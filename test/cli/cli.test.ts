@@ -35,6 +35,10 @@ describe('ckpt inspect', () => {
     expect(stdout).toMatch(/^Engine\s+Podman$/m);
     // It has no dump.log: CRIU's version is the one its annotations record.
     expect(stdout).toMatch(/^CRIU\s+4\.1\.1 \(image format 2\)$/m);
+    // As is the node that made it, which a restoring node is compared with.
+    expect(stdout).toMatch(/^Recorded node\s+kernel 6\.18\.44-fc-v769, debian 13, CRIU 4\.1\.1, cgroup v1, Podman 5\.4\.2$/m);
+    const json = InspectResultSchema.parse(JSON.parse((await ckpt(['inspect', `oci:${fixture('podman-image-layout')}:counter-ckpt`, '--json'])).stdout));
+    expect(json.image?.recordedHost).toMatchObject({ kernel: '6.18.44-fc-v769', criuVersion: '4.1.1', engineVersion: '5.4.2', cgroupVersion: 'v1' });
   });
 
   it('CRI-O and containerd checkpoints show their pod', async () => {
