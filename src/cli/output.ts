@@ -1,4 +1,7 @@
 import type { Command } from 'commander';
+import { CkptAnnotation } from '../image/annotations.js';
+import type { Descriptor } from '../oci/schemas.js';
+import { bytes } from './format.js';
 import { progressReporter, type ProgressReporter } from './progress.js';
 
 export interface OutputFlags {
@@ -25,4 +28,17 @@ export function printResult(flags: OutputFlags, json: unknown, digest: string, h
   if (flags.json) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
   else if (flags.quiet) process.stdout.write(`${digest}\n`);
   else process.stdout.write(`${human}\n`);
+}
+
+/** What build and push print of the image they wrote: the same fields for both. */
+export function printImage(
+  flags: OutputFlags,
+  image: { reference: string; descriptor: Descriptor; manifest: Descriptor; layers: Descriptor[] },
+  extra: Record<string, unknown> = {},
+): void {
+  const { reference, descriptor, manifest } = image;
+  const layers = image.layers.map(({ annotations, ...desc }) => ({ role: annotations?.[CkptAnnotation.layer], ...desc }));
+  const size = layers.reduce((sum, l) => sum + l.size, 0);
+  const json = { reference, digest: descriptor.digest, mediaType: descriptor.mediaType, manifest: manifest.digest, ...extra, layers, size };
+  printResult(flags, json, descriptor.digest, `${reference} ${descriptor.digest} (${layers.length} layers, ${bytes(size)})`);
 }

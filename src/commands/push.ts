@@ -22,7 +22,9 @@ export interface PushResult {
   reference: string;
   /** What the tag points to. */
   descriptor: Descriptor;
-  /** Layers of the pushed image, with their sizes. */
+  /** The image manifest: `descriptor` itself, unless that is an index around it (containerd's form). */
+  manifest: Descriptor;
+  /** Layers of the pushed image as its manifest lists them: sizes, and each one's role in `dev.ckpt.layer`. */
   layers: Descriptor[];
   /** True when the source was turned into a checkpoint image on the way; false for a plain copy. */
   built: boolean;
@@ -71,10 +73,11 @@ async function pushChecked(sourceInput: string, destination: string, options: Pu
           assertNoImageOptions(options, sourceInput);
           const { root, rootBytes } = source.image;
           await copyGraph(source.target, target, root, { ...options, rootBytes, tag });
-          return { reference, descriptor: source.image.root, layers: source.image.manifest.layers, built: false };
+          const { root: descriptor, manifestDesc: manifest, manifest: { layers } } = source.image;
+          return { reference, descriptor, manifest, layers, built: false };
         }
         const result = await buildImage(source, target, { ...options, tag });
-        return { reference, descriptor: result.descriptor, layers: result.layers.map((l) => l.desc), built: true };
+        return { reference, descriptor: result.descriptor, manifest: result.manifest, layers: result.manifestLayers, built: true };
       } finally {
         await target.close?.();
       }

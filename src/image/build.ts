@@ -55,6 +55,8 @@ export interface BuildImageResult {
   manifest: Descriptor;
   config: Descriptor;
   layers: WrittenLayer[];
+  /** The layers as the manifest lists them (with their roles as annotations). */
+  manifestLayers: Descriptor[];
   metadata: CheckpointMetadata;
   host?: HostInfo;
 }
@@ -358,7 +360,7 @@ async function publish(
   options.signal?.throwIfAborted();
   if (options.tag) await target.tag(descriptor, options.tag, { ...transfer, bytes: rootBytes });
   else await target.push(descriptor, Readable.from([rootBytes]), transfer);
-  return { descriptor, manifest: manifestDesc, config: configDesc, layers, metadata, host };
+  return { descriptor, manifest: manifestDesc, config: configDesc, layers, manifestLayers: manifest.layers, metadata, host };
 }
 
 /**

@@ -13,7 +13,7 @@ function skopeo(...args: string[]) {
 
 describe('push, copy and inspect against a real registry', () => {
   let registry: RegistryServer;
-  let pushed: { digest: string; layers: Array<{ digest: string; size: number }>; built: boolean };
+  let pushed: { digest: string; layers: Array<{ digest: string; size: number }>; built: boolean } & Record<string, unknown>;
   beforeAll(async () => {
     registry = await startRegistry();
     const run = await ckpt(['push', fixture('podman-counter.tar'), `${registry.host}/ckpt/counter:v1`, '--json']);
@@ -33,6 +33,18 @@ describe('push, copy and inspect against a real registry', () => {
     expect(copied.exitCode, copied.stderr).toBe(0);
     const index = JSON.parse(await readFile(join(layout, 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
     expect(index.manifests[0]?.digest).toBe(pushed.digest);
+  });
+
+  it('build --json and push --json print the same record, push saying whether it built', async () => {
+    const layout = join(await tempDir(), 'layout');
+    const built = JSON.parse((await ckpt(['build', fixture('podman-counter.tar'), `oci:${layout}:v1`, '--json'])).stdout) as Record<string, unknown>;
+    const copied = JSON.parse((await ckpt(['push', `oci:${layout}:v1`, `${registry.host}/ckpt/counter:copied`, '--json'])).stdout) as Record<string, unknown>;
+    const record = (json: Record<string, unknown>) => ({ ...json, reference: undefined, built: undefined });
+    expect(record(pushed)).toEqual(record(built));
+    expect(record(copied)).toEqual(record(built));
+    expect(pushed.built).toBe(true);
+    expect(copied.built).toBe(false);
+    expect(built).toMatchObject({ manifest: pushed.digest, layers: [{ role: 'metadata' }, { role: 'pages' }, { role: 'rootfs-diff' }] });
   });
 
   it('pushing the same checkpoint again sends no layer', async () => {

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import type { Compat } from '../../image/annotations.js';
 import type { Compression } from '../../compress/codec.js';
-import { bytes } from '../format.js';
 import { annotationOption, compatOption, compressionOption, integerOption, sizeOption } from '../options.js';
-import { type OutputFlags, addOutputFlags, printResult, progressFor } from '../output.js';
+import { type OutputFlags, addOutputFlags, printImage, progressFor } from '../output.js';
 import { type RegistryFlags, addRegistryFlags, registryAccess } from '../registry-flags.js';
 
 export interface BuildFlags extends OutputFlags, RegistryFlags {
@@ -60,19 +59,6 @@ export function registerBuild(cli: Command, signal: AbortSignal): void {
     const result = await build(source, destination, { ...(await buildOptions(flags, signal)), onProgress: progress.onProgress }).finally(
       progress.finish,
     );
-    const size = result.layers.reduce((sum, l) => sum + l.desc.size, 0);
-    printResult(
-      flags,
-      {
-        reference: result.reference,
-        digest: result.descriptor.digest,
-        mediaType: result.descriptor.mediaType,
-        manifest: result.manifest.digest,
-        layers: result.layers.map((l) => ({ role: l.role, ...l.desc })),
-        size,
-      },
-      result.descriptor.digest,
-      `${result.reference} ${result.descriptor.digest} (${result.layers.length} layers, ${bytes(size)} ${flags.compression})`,
-    );
+    printImage(flags, { ...result, layers: result.manifestLayers });
   });
 }

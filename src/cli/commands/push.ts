@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { bytes } from '../format.js';
 import { countOption } from '../options.js';
-import { addOutputFlags, printResult, progressFor } from '../output.js';
+import { addOutputFlags, printImage, progressFor } from '../output.js';
 import { addRegistryFlags } from '../registry-flags.js';
 import { type BuildFlags, addImageFlags, buildOptions } from './build.js';
 
@@ -21,12 +20,6 @@ export function registerPush(cli: Command, signal: AbortSignal): void {
       command.getOptionValueSource(name) === 'cli' ? flags[name] : undefined;
     const options = { ...(await buildOptions(flags, signal)), compression: given('compression'), compat: given('compat'), hostInfo: given('hostInfo') };
     const result = await push(source, destination, { ...options, onProgress: progress.onProgress }).finally(progress.finish);
-    const size = result.layers.reduce((sum, l) => sum + l.size, 0);
-    printResult(
-      flags,
-      { reference: result.reference, digest: result.descriptor.digest, mediaType: result.descriptor.mediaType, built: result.built, layers: result.layers, size },
-      result.descriptor.digest,
-      `${result.reference} ${result.descriptor.digest} (${result.layers.length} layers, ${bytes(size)})`,
-    );
+    printImage(flags, result, { built: result.built });
   });
 }
