@@ -1,7 +1,8 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Socket } from 'node:net';
+import { Agent, buildConnector, request, type Dispatcher } from 'undici';
 import { CkptError } from '../errors.js';
 import { Authenticator, type TokenFetch } from './auth.js';
 import { describeRequest, isNetworkError, responseError, transportError } from './errors.js';
@@ -56,6 +57,36 @@ async function speaksTls(base: URL, agent: Agent): Promise<boolean> {
 }
 
 /**
+ * `work`, or ABORTED as soon as `signal` aborts: the caller stops waiting, and `work`, which other
+ * requests may share (the connection's set-up), goes on for them.
+ */
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, subject: string): Promise<T> {
+  if (!signal) return work;
+  const aborted = () => new CkptError('ABORTED', 'operation aborted', { subject, cause: signal.reason });
+  if (signal.aborted) return Promise.reject(aborted());
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(aborted());
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+/**
+ * undici's connector, keeping the sockets it opens in `sockets` until they close: an Agent's
+ * destroy() leaves a connection still being set up (a TLS handshake a silent registry never
+ * answers) alive until its timeout, which holds the process that long after a Ctrl-C.
+ */
+function trackingConnector(options: buildConnector.BuildOptions, sockets: Set<Socket>): buildConnector.connector {
+  // Typed as returning nothing, undici's connector returns the socket it is connecting.
+  const connect = buildConnector(options) as (opts: buildConnector.Options, callback: buildConnector.Callback) => Socket;
+  return (opts, callback) => {
+    const socket = connect(opts, callback);
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  };
+}
+
+/**
  * Lets a connection whose response just ended return to the pool. undici reuses a connection only
  * a loop turn later, once it has looked for a close the server sent meanwhile; a request made
  * sooner, as the next one of a sequence is, opens another connection (over a WAN, a TLS handshake).
@@ -70,6 +101,9 @@ export class RegistryClient {
   readonly options: ResolvedOptions;
   readonly #auth: Authenticator;
   #connection: Promise<{ base: URL; agent: Agent }> | undefined;
+  /** The pool, as soon as it exists: close() destroys it even while the HTTPS probe of a host that may speak plain HTTP still waits. */
+  #agent: Agent | undefined;
+  readonly #sockets = new Set<Socket>();
 
   constructor(registry: string, options: RegistryOptions = {}) {
     this.registry = registry;
@@ -83,7 +117,8 @@ export class RegistryClient {
   }
 
   async send(req: RegistryRequest): Promise<Response> {
-    const { agent, base } = await this.#connect();
+    // A registry that accepts connections and then says nothing must not hold an abort up.
+    const { agent, base } = await untilAborted(this.#connect(), req.signal, req.subject);
     let url = typeof req.url === 'string' && req.url.startsWith('/') ? new URL(req.url, base) : new URL(req.url);
     const replayable = req.body === undefined || Buffer.isBuffer(req.body);
     const retry = req.retry ?? replayable;
@@ -153,8 +188,13 @@ export class RegistryClient {
   /** Closes every pooled connection. */
   async close(): Promise<void> {
     const connection = this.#connection;
+    const agent = this.#agent;
     this.#connection = undefined;
-    if (connection) await (await connection.catch(() => undefined))?.agent.close();
+    this.#agent = undefined;
+    // Not close(): it would wait for a connection a silent registry never completes (30 s).
+    await agent?.destroy();
+    for (const socket of this.#sockets) socket.destroy();
+    await connection?.catch(() => undefined);
   }
 
   #connect(): Promise<{ base: URL; agent: Agent }> {
@@ -163,15 +203,13 @@ export class RegistryClient {
       // Extra CAs are added to the system's, not put in their place: blob redirects may lead to
       // storage with a public certificate.
       const ca = settings.ca?.length ? [...rootCertificates, ...settings.ca.map((c) => c.toString())] : undefined;
-      const agent = new Agent({
-        connect: {
-          ca,
-          rejectUnauthorized: this.options.tlsVerify && !settings.insecure,
-          ...(settings.clientCert ? { cert: settings.clientCert.cert, key: settings.clientCert.key } : {}),
-        },
-        connectTimeout: 30_000,
-        bodyTimeout: this.options.bodyTimeoutMs,
-      });
+      const tls = {
+        ca,
+        rejectUnauthorized: this.options.tlsVerify && !settings.insecure,
+        ...(settings.clientCert ? { cert: settings.clientCert.cert, key: settings.clientCert.key } : {}),
+      };
+      const agent = new Agent({ connect: trackingConnector({ ...tls, timeout: 30_000 }, this.#sockets), bodyTimeout: this.options.bodyTimeoutMs });
+      this.#agent = agent;
       if (settings.httpFallback && !(await speaksTls(base, agent))) base = new URL(`http://${base.host}`);
       return { base, agent };
     });
@@ -180,7 +218,7 @@ export class RegistryClient {
 
   /** Token requests go through the same pool and TLS settings, with retries but no registry auth. */
   readonly #fetchToken: TokenFetch = async (url, init) => {
-    const { agent } = await this.#connect();
+    const { agent } = await untilAborted(this.#connect(), init.signal, this.registry);
     const policy = this.options.retry;
     for (let attempt = 1; ; attempt++) {
       try {

@@ -1,9 +1,12 @@
-import { copyFile, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFile, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_USERS, type RegistryServer, startRegistry } from '../helpers/registry.js';
-import { ckpt, fixture, tempDir } from '../helpers/tree.js';
+import { CKPT, ckpt, fixture, tempDir } from '../helpers/tree.js';
 
 const [USER, PASSWORD] = Object.entries(DEFAULT_USERS)[0] as [string, string];
 
@@ -277,5 +280,34 @@ describe('copy within a registry that refuses the mount', () => {
     expect(copy.exitCode, copy.stderr).toBe(0);
     expect(copy.stdout.trim()).toBe(pushed.stdout.trim());
     expect(copy.stderr).not.toContain('mounted');
+  });
+});
+
+describe('a registry that stops answering', () => {
+  it('SIGINT ends a command waiting on it within a second, with 130, even while the connection is set up', async () => {
+    const registry = await startRegistry();
+    const work = await tempDir();
+    try {
+      // The process stopped, the kernel still accepts connections: nothing ever answers. On
+      // 127.0.0.1, which may speak plain HTTP, the first request probes HTTPS and waits there.
+      registry.signal('SIGSTOP');
+      const image = `${registry.host}/ckpt/counter:v1`;
+      for (const args of [['inspect', image], ['pull', image, join(work, 'counter')], ['push', fixture('podman-counter.tar'), image]]) {
+        const child = spawn(process.execPath, [CKPT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+        let stderr = '';
+        child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+        await sleep(1500);
+        const sent = Date.now();
+        child.kill('SIGINT');
+        const [code] = (await once(child, 'close')) as [number | null];
+        expect(code, `${args[0]}: ${stderr}`).toBe(130);
+        expect(Date.now() - sent, args[0]).toBeLessThan(1000);
+        expect(stderr).toMatch(/^ckpt: .*: interrupted \(SIGINT\)\n$/);
+      }
+      expect(await readdir(work)).toEqual([]);
+    } finally {
+      registry.signal('SIGCONT');
+      await registry.stop();
+    }
   });
 });

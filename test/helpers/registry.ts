@@ -31,6 +31,8 @@ export interface RegistryServer {
   /** PEM of the test CA (TLS only). */
   caCert?: Buffer;
   tokenServer?: TokenServer;
+  /** Sends the registry process a signal: SIGSTOP makes a registry that accepts connections and answers nothing. */
+  signal(name: NodeJS.Signals): void;
   stop(): Promise<void>;
 }
 
@@ -105,6 +107,7 @@ export async function startRegistry(options: RegistryServerOptions = {}): Promis
       dir,
       caCert,
       tokenServer,
+      signal: (name) => started.kill(name),
       async stop() {
         started.kill('SIGKILL');
         await started;
