@@ -1,8 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { build, BuildCache, copy, inspect, login, logout, pull, push } from '../src/index.js';
+import { build, BuildCache, copy, inspect, login, logout, pull, push, type ProgressEvent } from '../src/index.js';
+import { THREADED_MIN_SIZE } from '../src/unpack/plan.js';
 import { rejection } from './helpers/rejection.js';
+import { buildImage } from './unpack/helpers.js';
 import { fixture, tempDir } from './helpers/tree.js';
 
 const SOURCE = fixture('podman-counter.tar');
@@ -96,6 +99,7 @@ describe('a caller that aborts: ABORTED, whatever the signal carries', () => {
         const err = await rejection(run(await signal()));
         expect(err.code, `${name}: ${err.message}`).toBe('ABORTED');
         expect(err.exitCode).toBe(130);
+        expect(err.subject, name).toBe(name.startsWith('inspect a directory') ? dir : name === 'pull' || name === 'copy' ? IMAGE : SOURCE);
       }
       for (const made of ['b', 'p', 'out', 'c']) await expect(stat(join(work, made))).rejects.toThrow(/ENOENT/);
     });
@@ -112,9 +116,23 @@ describe('a caller that aborts: ABORTED, whatever the signal carries', () => {
       const err = await running.then(() => undefined, (e: unknown) => e);
       if (err === undefined) continue;
       aborted++;
-      expect((err as { code?: string }).code, `after ${turns} turns: ${String(err)}`).toBe('ABORTED');
+      expect(err, `after ${turns} turns: ${String(err)}`).toMatchObject({ code: 'ABORTED', subject: SOURCE });
     }
     expect(aborted).toBeGreaterThan(10);
+  });
+
+  it('aborted while a layer decodes on a worker: ABORTED, naming the image pulled, not the blob', async () => {
+    const work = await tempDir();
+    const { layout } = await buildImage(join(work, 'layout'), [
+      { compression: 'zstd', entries: [{ name: 'checkpoint/pages-1.img', mode: 0o644, mtime: new Date(0), body: randomBytes(THREADED_MIN_SIZE + (8 << 20)) }] },
+    ]);
+    const source = `oci:${layout.dir}:latest`;
+    const controller = new AbortController();
+    const onProgress = (e: ProgressEvent) => {
+      if (e.state === 'progress') controller.abort();
+    };
+    const err = await rejection(pull(source, join(work, 'out'), { signal: controller.signal, onProgress }));
+    expect(err).toMatchObject({ code: 'ABORTED', subject: source });
   });
 
   it('a build the cache already holds, aborted: ABORTED, and no tag', async () => {

@@ -89,6 +89,8 @@ export async function run(argv: string[]): Promise<number> {
   // next ckpt removes). Not process.exit(): it waits for libuv's threads, one of which may be the
   // very thing stuck (an open() of a FIFO no one writes).
   const onSignal = (name: NodeJS.Signals) => {
+    // Between the result and the exit the command is done: its exit code stands, the process goes.
+    if (settled) process.exit();
     if (!controller.signal.aborted) {
       controller.abort(name);
       return;
@@ -102,7 +104,8 @@ export async function run(argv: string[]): Promise<number> {
   // SIGHUP too: a closed terminal or a dropped SSH session must clean up as Ctrl-C does.
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
   // Kept for the whole command (not once): a library's handler (execa's signal-exit) must not
-  // think it is alone and raise the signal again before the cleanup.
+  // think it is alone and raise the signal again before the cleanup. Kept after it too, until the
+  // process exits: a signal then must not turn a success into death by that signal.
   for (const name of signals) process.on(name, onSignal);
   dropOutputToClosedPipe(process.stdout);
   dropOutputToClosedPipe(process.stderr);
@@ -114,8 +117,6 @@ export async function run(argv: string[]): Promise<number> {
     if (err instanceof CommanderError && PRINTED.has(err.code)) return err.exitCode === 0 ? ExitCode.ok : ExitCode.usage;
     const failure = err instanceof CommanderError && err.exitCode !== 0 ? usageError(err, cli, argv) : err;
     return reportError(interrupted(failure, controller.signal), (line) => process.stderr.write(`${line}\n`));
-  } finally {
-    for (const name of signals) process.off(name, onSignal);
   }
 }
 

@@ -34,14 +34,24 @@ export function addRegistryFlags(command: Command): Command {
     .option('--tls-verify <bool>', 'verify TLS certificates', bool, true);
 }
 
-async function readStdin(): Promise<string> {
+/** The password on stdin, to its end; Ctrl-C stops the wait (a terminal, a pipe no one closes). */
+async function readStdin(signal: AbortSignal): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const stop = () => process.stdin.destroy();
+  signal.addEventListener('abort', stop, { once: true });
+  try {
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  } catch (err) {
+    if (!signal.aborted) throw err;
+  } finally {
+    signal.removeEventListener('abort', stop);
+  }
+  if (signal.aborted) throw new CkptError('ABORTED', 'operation aborted', { subject: '--password-stdin', cause: signal.reason });
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
 /** Turns the flags into the library's options; conflicting flags are refused with a sentence. */
-export async function registryAccess(flags: RegistryFlags): Promise<RegistryAccess> {
+export async function registryAccess(flags: RegistryFlags, signal: AbortSignal): Promise<RegistryAccess> {
   if (flags.creds && (flags.username || flags.passwordStdin)) {
     throw new CkptError('USAGE', '--creds and --username/--password-stdin cannot be used together');
   }
@@ -52,7 +62,7 @@ export async function registryAccess(flags: RegistryFlags): Promise<RegistryAcce
     credentials = { username: flags.creds.slice(0, colon), password: flags.creds.slice(colon + 1) };
   } else if (flags.username || flags.passwordStdin) {
     if (!flags.username || !flags.passwordStdin) throw new CkptError('USAGE', '--username and --password-stdin go together');
-    credentials = { username: flags.username, password: await readStdin() };
+    credentials = { username: flags.username, password: await readStdin(signal) };
   }
   return {
     credentials,

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { COMPRESSIONS, type Compression, compressionLevel } from '../compress/codec.js';
 import { assertConcurrency } from '../content/limit.js';
 import type { TransferOptions } from '../content/target.js';
-import { CkptError, isCkptError } from '../errors.js';
+import { CkptError } from '../errors.js';
 import { COMPATS } from '../image/annotations.js';
 import { BuildCache } from '../image/cache.js';
 
@@ -118,7 +118,8 @@ export async function runCommand<O extends object, T>(
     await Promise.all(pending);
   } catch (err) {
     if (thrown) throw thrown.error;
-    if (signal?.aborted && !isCkptError(err, 'ABORTED')) throw aborted();
+    // Whatever layer noticed the abort, and whatever it named (a blob, nothing), the command's own input is the subject.
+    if (signal?.aborted) throw aborted();
     throw err;
   }
   // Thrown at the last event, too late to stop anything: the command still fails with it.

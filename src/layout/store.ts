@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { WriteStream } from 'node:fs';
 import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -281,7 +280,7 @@ export class OciLayout implements Target {
     const manifests = index.manifests.filter((m) => tag === undefined || m.annotations?.[Annotation.refName] !== tag);
     manifests.push(entry);
     const path = join(this.dir, INDEX_FILE);
-    const temp = join(this.dir, `.${INDEX_FILE}.${randomUUID()}`);
+    const temp = join(this.dir, `.${INDEX_FILE}.${ownedName()}`);
     try {
       await writeFile(temp, JSON.stringify({ ...index, manifests }));
       await rename(temp, path);
@@ -368,6 +367,10 @@ async function removeLeftovers(dir: string): Promise<void> {
     [join(dir, INGEST_DIR), ''],
     [dir, `${LOCK_FILE}.`],
     [join(dir, USERS_DIR), ''],
+    // The index.json (or oci-layout) it was writing, and the skeleton of a layout it was making.
+    [dir, `.${INDEX_FILE}.`],
+    [dir, `.${LAYOUT_FILE}.`],
+    [dirname(dir), `.${basename(dir)}.`],
   ];
   // Only names of exactly our making: a sibling layout called `<name>.removed.x` keeps its own.
   for (const [where, prefix] of places) await removeOrphans(where, prefix);
@@ -397,12 +400,12 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
     const files = { [INDEX_FILE]: { schemaVersion: 2, mediaType: MediaType.imageIndex, manifests: [] }, [LAYOUT_FILE]: { imageLayoutVersion: '1.0.0' } };
     for (const [name, content] of Object.entries(files)) {
       // Never over a file another process wrote (its index may already hold a tag), never seen empty.
-      await createWhole(join(into, name), JSON.stringify(content), join(into, `.${name}.${randomUUID()}`));
+      await createWhole(join(into, name), JSON.stringify(content), join(into, `.${name}.${ownedName()}`));
     }
   };
   if (state === 'empty') return fill(dir);
   await makeDirectories(dirname(dir));
-  const temp = join(dirname(dir), `.${basename(dir)}.${randomUUID()}`);
+  const temp = join(dirname(dir), `.${basename(dir)}.${ownedName()}`);
   try {
     await fill(temp);
     await rename(temp, dir);

@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { CkptError, fromSystemError } from '../errors.js';
+import { ownedName, removeOrphans } from '../layout/lock-file.js';
 
 /**
  * The auth files that Podman, Skopeo and Docker share (containers-auth.json(5) and Docker's
@@ -207,9 +207,12 @@ async function writableAuthFile(options: AuthFileOptions): Promise<string> {
  */
 async function writeAuthFile(file: string, contents: AuthFile): Promise<void> {
   const dir = dirname(file);
-  const temp = join(dir, `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const prefix = `.${basename(file)}.`;
+  const temp = join(dir, `${prefix}${ownedName()}`);
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    // A killed login's copy holds every credential: logout must not leave one behind.
+    await removeOrphans(dir, prefix);
     const handle = await open(temp, 'wx', 0o600);
     try {
       // The umask cannot widen the mode, but chmod makes it exactly 0600 whatever the umask.

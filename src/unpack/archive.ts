@@ -32,9 +32,11 @@ export async function unpackToArchive(
 ): Promise<UnpackResult> {
   const opts = normaliseUnpackOptions(options);
   const path = resolve(destTar);
-  await assertFileFree(path);
   await assertParentDirectory(path);
+  // First: a pull killed as it committed leaves the archive and its hard-linked sibling, whose
+  // bytes would otherwise stay on disk once the user removes the archive.
   await removeAbandonedSiblings(path);
+  await assertFileFree(path);
   const plan = await planUnpack(target, manifestDesc, opts);
   const temp = tempSibling(path);
   const scratch = plan.order === 'stacked' ? tempSibling(path) : undefined;

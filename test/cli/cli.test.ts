@@ -181,6 +181,20 @@ describe('command line', () => {
     expect(await readdir(work)).toEqual([]);
   });
 
+  it('SIGINT while --password-stdin waits for a password that never comes: exit 130 at once', async () => {
+    // stdin a pipe the test keeps open, as a terminal where no one types.
+    const child = spawn(process.execPath, [CKPT, 'login', 'localhost:1', '-u', 'bob', '--password-stdin'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    await sleep(1000);
+    const sent = Date.now();
+    child.kill('SIGINT');
+    const [code] = (await once(child, 'close')) as [number | null];
+    expect(code, stderr).toBe(130);
+    expect(Date.now() - sent).toBeLessThan(1000);
+    expect(stderr).toBe('ckpt: --password-stdin: interrupted (SIGINT)\n');
+  });
+
   it('a second SIGINT ends a command the first could not stop (an open() of a FIFO no one writes)', async () => {
     const fifo = join(await tempDir(), 'checkpoint.tar');
     await execa('mkfifo', [fifo]);

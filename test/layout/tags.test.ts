@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -300,7 +300,7 @@ describe('a layout a failed build made', () => {
     });
   }
 
-  it('blobs, a lock and the user mark a killed process left are deleted by the next one to open the layout', async () => {
+  it('blobs, a lock, the user mark, an index.json and a skeleton a killed process left are deleted by the next one to open the layout', async () => {
     const { dir, layout } = await layoutWithBlob();
     await layout.close();
     const exited = execa('true');
@@ -317,10 +317,19 @@ describe('a layout a failed build made', () => {
     const mark = join(dir, '.users', `${exited.pid ?? 0}${namespace}.${randomUUID()}`);
     await mkdir(join(dir, '.users'));
     await writeFile(mark, '');
+    // The index.json it was replacing, the skeleton of a layout it was making beside this one; a user's own names stay.
+    const index = join(dir, `.index.json.${exited.pid ?? 0}${namespace}.${randomUUID()}`);
+    const skeleton = join(dirname(dir), `.${basename(dir)}.${exited.pid ?? 0}${namespace}.${randomUUID()}`);
+    const users = [join(dir, '.index.json.backup'), join(dirname(dir), `.${basename(dir)}.old`)];
+    for (const file of [index, ...users]) await writeFile(file, '{}');
+    await mkdir(join(skeleton, 'blobs', 'sha256'), { recursive: true });
     await (await OciLayout.open(dir, { create: true })).close();
     expect(await readdir(ingest)).toEqual([basename(live)]);
     expect(existsSync(lock)).toBe(false);
     expect(existsSync(join(dir, '.users'))).toBe(false);
+    expect(existsSync(index)).toBe(false);
+    expect(existsSync(skeleton)).toBe(false);
+    for (const file of users) expect(existsSync(file)).toBe(true);
     await rm(live);
     await (await OciLayout.open(dir, { create: true })).close();
     expect(existsSync(ingest)).toBe(false);

@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   authFilePaths,
@@ -9,6 +11,7 @@ import {
   storeCredential,
   type AuthFileOptions,
 } from '../../src/registry/auth-file.js';
+import { HOLDER } from '../../src/layout/lock-file.js';
 import { findCredential } from '../../src/registry/credentials.js';
 import { rejection } from '../helpers/rejection.js';
 
@@ -88,6 +91,19 @@ describe('storeCredential and removeCredential', () => {
     expect(await removeCredential('registry.example.com:5000', options)).toBe(false);
     // Nothing left behind by the atomic writes.
     expect(await readdir(join(runtimeDir, 'containers'))).toEqual(['auth.json']);
+  });
+
+  it('a logout removes the copy of the file a killed login left, which holds every credential; a running one\'s stays', async () => {
+    await storeCredential('registry.example.com', { username: 'alice', password: 'pw' }, options);
+    const exited = execa('true');
+    await exited;
+    const namespace = HOLDER.includes('@') ? `@${HOLDER.split('@')[1]}` : '';
+    const dir = join(runtimeDir, 'containers');
+    const killed = join(dir, `.auth.json.${exited.pid ?? 0}${namespace}.${randomUUID()}`);
+    const running = join(dir, `.auth.json.${HOLDER}.${randomUUID()}`);
+    for (const copy of [killed, running]) await writeFile(copy, await readFile(authFile()));
+    expect(await removeCredential('registry.example.com', options)).toBe(true);
+    expect((await readdir(dir)).sort()).toEqual(['auth.json', basename(running)].sort());
   });
 
   it('replaces an earlier login for the same key', async () => {

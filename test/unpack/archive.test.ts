@@ -1,7 +1,10 @@
-import { chmod, cp, mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { chmod, cp, link, mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HOLDER } from '../../src/layout/lock-file.js';
 import { OciLayout } from '../../src/layout/store.js';
 import { unpackToArchive } from '../../src/unpack/archive.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
@@ -190,5 +193,17 @@ describe('unpackToArchive', () => {
     const err = await failure(unpackToArchive(layout, await layout.resolve(FIXTURE_TAG), archive));
     expect(err.code).toBe('DESTINATION_EXISTS');
     expect(await outputs()).toEqual(['out.tar']);
+  });
+
+  it('refusing a destination that exists, removes the hard-linked copy a pull killed as it committed left beside it', async () => {
+    const layout = await OciLayout.open(FIXTURE_LAYOUT);
+    const archive = join(work, 'out.tar');
+    await writeFile(archive, 'pulled');
+    const exited = execa('true');
+    await exited;
+    const namespace = HOLDER.includes('@') ? `@${HOLDER.split('@')[1]}` : '';
+    await link(archive, join(work, `.out.tar.ckpt-${exited.pid ?? 0}${namespace}.${randomUUID()}`));
+    expect((await failure(unpackToArchive(layout, await layout.resolve(FIXTURE_TAG), archive))).code).toBe('DESTINATION_EXISTS');
+    expect(await readdir(work)).toEqual(['out.tar']);
   });
 });

@@ -35,7 +35,7 @@ export async function buildOptions(flags: BuildFlags, signal: AbortSignal) {
   const { BuildCache } = await import('../../image/cache.js');
   return {
     cache: flags.cache ? new BuildCache() : undefined,
-    ...(await registryAccess(flags)),
+    ...(await registryAccess(flags, signal)),
     compression: flags.compression,
     level: flags.level,
     compat: flags.compat,

@@ -21,8 +21,8 @@ export function registerCopy(cli: Command, signal: AbortSignal): void {
     .option('--concurrency <n>', 'blobs moved at once (default 4)', countOption);
   addOutputFlags(addRegistryFlags(command)).action(async (source: string, destination: string, flags: CopyFlags) => {
     const { copy } = await import('../../commands/copy.js');
-    const access = await registryAccess(flags);
-    const sourceAccess = flags.srcCreds ? await registryAccess({ ...flags, creds: flags.srcCreds, username: undefined, passwordStdin: undefined }) : undefined;
+    const access = await registryAccess(flags, signal);
+    const sourceAccess = flags.srcCreds ? await registryAccess({ ...flags, creds: flags.srcCreds, username: undefined, passwordStdin: undefined }, signal) : undefined;
     const progress = progressFor('Copying', flags);
     const result = await copy(source, destination, {
       ...access,

@@ -30,7 +30,7 @@ export function registerInspect(cli: Command, signal: AbortSignal): void {
     .option('--platform <os/arch>', 'platform to pick from an image index (default: this node)', platformOption);
   addRegistryFlags(command).action(async (source: string, flags: InspectFlags) => {
     const { inspect } = await import('../../commands/inspect.js');
-    const result = await inspect(source, { ...(await registryAccess(flags)), platform: flags.platform, signal });
+    const result = await inspect(source, { ...(await registryAccess(flags, signal)), platform: flags.platform, signal });
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     } else {

@@ -13,7 +13,7 @@ export function registerLogin(cli: Command, signal: AbortSignal): void {
   if (authfile) authfile.description = 'auth file to store the credentials in (created if missing)';
   login.action(async (registry: string, flags: RegistryFlags) => {
     const commands = await import('../../commands/login.js');
-    const { credentials, ...access } = await registryAccess(flags);
+    const { credentials, ...access } = await registryAccess(flags, signal);
     if (!credentials) throw new CkptError('USAGE', 'login needs --username with --password-stdin, or --creds');
     const file = await commands.login(registry, { ...access, ...credentials, authFile: flags.authfile, signal });
     process.stderr.write(`Login succeeded; credentials stored in ${file}\n`);

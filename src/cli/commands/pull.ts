@@ -22,7 +22,7 @@ export function registerPull(cli: Command, signal: AbortSignal): void {
     const { pull } = await import('../../commands/pull.js');
     const progress = progressFor('Pulling', flags);
     const result = await pull(source, destination, {
-      ...(await registryAccess(flags)),
+      ...(await registryAccess(flags, signal)),
       concurrency: flags.concurrency,
       platform: flags.platform,
       signal,
