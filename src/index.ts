@@ -4,7 +4,7 @@ export { push, type PushOptions, type PushResult } from './commands/push.js';
 export { pull, type PullOptions, type PullResult } from './commands/pull.js';
 export { copy, type CopyOptions, type CopyResult } from './commands/copy.js';
 export { inspect, type InspectOptions, type InspectResult, InspectResultSchema } from './commands/inspect.js';
-export { login, logout, type LoginOptions } from './commands/login.js';
+export { login, logout, type LoginOptions, type LogoutOptions } from './commands/login.js';
 
 export { CkptError, ExitCode, isCkptError, type ErrorCode } from './errors.js';
 export { parseReference, formatReference, type ImageReference, type LayoutReference, type RegistryReference } from './reference.js';

@@ -36,6 +36,7 @@ describe('options a JavaScript caller gets wrong: USAGE at once, nothing written
     ['platform, to copy', (dest) => copy(IMAGE, dest, loose({ platform: { os: 'linux', architecture: 'arm64' } })), /unknown option "platform"/],
     ['plainHTTP, to pull', (dest) => pull(IMAGE, dest.slice(4), loose({ plainHTTP: true })), /unknown option "plainHTTP"/],
     ['creds, to inspect', () => inspect(IMAGE, loose({ creds: 'a:b' })), /unknown option "creds"/],
+    ["copy's source: { authfile }", (dest) => copy(IMAGE, dest, loose({ source: { authfile: '/tmp/x.json' } })), /unknown option "source\.authfile"/],
   ];
   for (const [what, run, message] of cases) {
     it(what, async () => {
@@ -60,7 +61,8 @@ describe('options a JavaScript caller gets wrong: USAGE at once, nothing written
     expect(err.code).toBe('USAGE');
     expect(err.message).toMatch(/unknown option "authfile"/);
     expect(await readFile(authFile, 'utf8')).toBe(entry);
-    expect(await logout('registry.example.com', { env, home })).toBe(true);
+    // A signal it takes, as every command does.
+    expect(await logout('registry.example.com', { env, home, signal: new AbortController().signal })).toBe(true);
   });
 
   it('login and inspect without their arguments', async () => {

@@ -76,8 +76,10 @@ function interrupted(err: unknown, signal: AbortSignal): unknown {
   return new CkptError('ABORTED', `interrupted (${signal.reason})`, { subject: err.subject, cause: err });
 }
 
-/** The command has ended, or was ended on purpose: an exit now is not a bug. */
+/** The command has ended: its exit code is known. */
 let settled = false;
+/** A second signal gave up on the command: the process ends by that signal. */
+let gaveUp = false;
 
 /** Runs the CLI and resolves to the exit code; the binary exits with it. */
 export async function run(argv: string[]): Promise<number> {
@@ -90,12 +92,17 @@ export async function run(argv: string[]): Promise<number> {
   // very thing stuck (an open() of a FIFO no one writes).
   const onSignal = (name: NodeJS.Signals) => {
     // Between the result and the exit the command is done: its exit code stands, the process goes.
-    if (settled) process.exit();
+    // Without these handlers, one more signal ends it even if exit() waits on a stuck libuv thread.
+    if (settled) {
+      for (const other of signals) process.removeAllListeners(other);
+      process.exit();
+    }
+    if (gaveUp) return;
     if (!controller.signal.aborted) {
       controller.abort(name);
       return;
     }
-    settled = true;
+    gaveUp = true;
     process.stderr.write('ckpt: interrupted again: stopped at once, without cleaning up\n');
     process.removeAllListeners(name);
     // Once the handler is gone, a turn later: raised now, it would still reach this one.
@@ -123,7 +130,7 @@ export async function run(argv: string[]): Promise<number> {
 // Should the event loop run dry with the command unsettled (a bug), the exit says so, not success.
 // Set only then: Commander's help takes a process.exitCode already set as its own.
 process.once('exit', () => {
-  if (settled) return;
+  if (settled || gaveUp) return;
   process.stderr.write('ckpt: the command stopped before it finished (a bug: please report it)\n');
   process.exitCode = ExitCode.failure;
 });

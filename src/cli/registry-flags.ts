@@ -38,6 +38,8 @@ export function addRegistryFlags(command: Command): Command {
 async function readStdin(signal: AbortSignal): Promise<string> {
   const chunks: Buffer[] = [];
   const stop = () => process.stdin.destroy();
+  // A Ctrl-C while the command's code loaded came before this listener.
+  if (signal.aborted) stop();
   signal.addEventListener('abort', stop, { once: true });
   try {
     for await (const chunk of process.stdin) chunks.push(chunk as Buffer);

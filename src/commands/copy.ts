@@ -1,4 +1,5 @@
 import { copyGraph } from '../content/copy.js';
+import { assertReadable } from '../content/graph.js';
 import { readRoot } from '../content/resolve-image.js';
 import { CkptError } from '../errors.js';
 import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
@@ -24,6 +25,7 @@ export interface CopyOptions extends RegistryAccess {
 const OPTIONS: OptionsSpec = {
   kind: 'command',
   names: optionNames<CopyOptions>({ ...REGISTRY_ACCESS_NAMES, source: true, concurrency: true, signal: true, onProgress: true }),
+  nested: { source: optionNames<RegistryAccess>(REGISTRY_ACCESS_NAMES) },
 };
 
 export interface CopyResult {
@@ -57,6 +59,8 @@ async function copyChecked(sourceInput: string, destination: string, options: Co
   try {
     // One GET of a registry's manifest, whose bytes the copy and the tag then use.
     const { root, bytes } = await readRoot(src, await selectorIn(src, srcRef), options);
+    // Before the destination is opened, let alone made.
+    assertReadable(root, src.name);
     if (dstRef.digest && dstRef.digest !== root.digest) {
       throw new CkptError('INVALID_REFERENCE', `the source is ${root.digest}, not ${dstRef.digest}`, { subject: destination });
     }

@@ -18,7 +18,11 @@ const LOGIN_OPTIONS: OptionsSpec = {
   kind: 'command',
   names: optionNames<LoginOptions>({ ...REGISTRY_ACCESS_BUT_CREDENTIALS, ...AUTH_FILE_NAMES, username: true, password: true, signal: true }),
 };
-const LOGOUT_OPTIONS: OptionsSpec = { kind: 'command', names: optionNames<AuthFileOptions>(AUTH_FILE_NAMES) };
+export interface LogoutOptions extends AuthFileOptions {
+  signal?: AbortSignal;
+}
+
+const LOGOUT_OPTIONS: OptionsSpec = { kind: 'command', names: optionNames<LogoutOptions>({ ...AUTH_FILE_NAMES, signal: true }) };
 
 /**
  * The auth-file key `input` names, as `podman login` takes it: a registry (HOST[:PORT], a name
@@ -73,10 +77,10 @@ async function loginChecked(registryInput: string, options: LoginOptions): Promi
 }
 
 /** Removes the entry of the registry or namespace (authKey) from the containers auth file; false when there was none. */
-export function logout(registryInput: string, options: AuthFileOptions = {}): Promise<boolean> {
+export function logout(registryInput: string, options: LogoutOptions = {}): Promise<boolean> {
   return runCommand(LOGOUT_OPTIONS, { registry: registryInput }, options, (checked) => logoutChecked(registryInput, checked));
 }
 
-async function logoutChecked(registryInput: string, options: AuthFileOptions): Promise<boolean> {
+async function logoutChecked(registryInput: string, options: LogoutOptions): Promise<boolean> {
   return removeCredential(authKey(registryInput), options);
 }

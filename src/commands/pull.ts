@@ -63,7 +63,7 @@ async function pullChecked(sourceInput: string, destination: string, options: Pu
     const target = await openTarget(ref, options);
     try {
       const image = await resolveImage(target, await selectorIn(target, ref), options);
-      const archive = destination.endsWith('.tar');
+      const archive = /\.tar$/i.test(destination);
       const unpack = archive ? unpackToArchive : unpackToDirectory;
       const result = await unpack(target, image.manifestDesc, destination, { ...options, manifest: image.manifest, checkpointImage: formatReference(ref) });
       return {

@@ -39,12 +39,15 @@ const CHECKS: Record<OptionsKind, z.ZodType> = { command: CommandOptionsCheck, b
 export interface OptionsSpec {
   kind: OptionsKind;
   names: ReadonlySet<string>;
+  /** Options that are objects of options themselves (copy's `source`), with their names. */
+  nested?: Record<string, ReadonlySet<string>>;
 }
 
 /**
  * The names of a command's options, listed where the compiler holds the list to the command's
- * options type (every name, and no other): a name a JavaScript caller misspells (`authfile`) is
- * refused, not ignored while the command does something else.
+ * options type (a list that misses a name, or names one written out in it that the type lacks, does
+ * not compile): a name a JavaScript caller misspells (`authfile`) is refused, not ignored while
+ * the command does something else.
  */
 export function optionNames<O extends object>(names: { [K in keyof Required<O>]: true }): ReadonlySet<string> {
   return new Set(Object.keys(names));
@@ -62,7 +65,7 @@ function usage(message: string): CkptError {
  * from inside a stream's event, it would otherwise end the process.
  */
 export async function runCommand<O extends object, T>(
-  { kind, names }: OptionsSpec,
+  { kind, names, nested = {} }: OptionsSpec,
   inputs: Record<string, unknown>,
   options: O,
   body: (options: O) => Promise<T>,
@@ -73,6 +76,13 @@ export async function runCommand<O extends object, T>(
   if (typeof options !== 'object' || options === null) throw usage('options must be an object');
   const unknown = Object.keys(options).find((name) => !names.has(name));
   if (unknown !== undefined) throw usage(`unknown option ${JSON.stringify(unknown)}`);
+  for (const [name, inner] of Object.entries(nested)) {
+    const value: unknown = (options as Record<string, unknown>)[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'object' || value === null) throw usage(`option ${name} must be an object`);
+    const wrong = Object.keys(value).find((key) => !inner.has(key));
+    if (wrong !== undefined) throw usage(`unknown option ${JSON.stringify(`${name}.${wrong}`)}`);
+  }
   const checked = CHECKS[kind].safeParse(options);
   if (!checked.success) {
     const issue = checked.error.issues[0];

@@ -1,10 +1,9 @@
-import { type BigIntStats, readlinkSync } from 'node:fs';
-import { randomUUID } from 'node:crypto';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import type { BigIntStats } from 'node:fs';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError } from '../errors.js';
 import { createWhole } from '../fs/create-whole.js';
+import { HOLDER, isRunning, ownedName } from '../fs/owned-names.js';
 
 /** A lock this old is left over: index.json is read, changed and replaced in milliseconds. */
 const STALE_MS = 30_000;
@@ -81,63 +80,5 @@ async function isStale(lockPath: string): Promise<boolean> {
   } catch {
     // Released meanwhile: try again.
     return false;
-  }
-}
-
-/** The pid namespace's inode: pids mean something only within one namespace. */
-const PID_NAMESPACE = (() => {
-  try {
-    return /\[(\d+)\]/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? '';
-  } catch {
-    return '';
-  }
-})();
-
-/** This process, as locks and marks name it: `<pid>` and, where known, `@<pid namespace>`. */
-export const HOLDER = PID_NAMESPACE ? `${process.pid}@${PID_NAMESPACE}` : String(process.pid);
-
-/** What follows a prefix in an ownedName(): the holder, captured, and a uuid. */
-const OWNED_RE = /^(\d+(?:@\d+)?)\.[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-/** A name for what this process writes and may leave behind if killed: `<HOLDER>.<uuid>`. */
-export function ownedName(): string {
-  return `${HOLDER}.${randomUUID()}`;
-}
-
-/**
- * Deletes the entries of `where` named `<prefix><ownedName()>` whose process is gone: what a killed
- * process left. Only names of exactly that making (a user's `<prefix>backup` stays), and never what
- * a running process, or one in another pid namespace, holds. Best effort.
- */
-export async function removeOrphans(where: string, prefix: string): Promise<void> {
-  for (const name of await readdir(where).catch(() => [])) {
-    const holder = ownedBy(name, prefix);
-    if (holder !== undefined && !isRunning(holder)) await rm(join(where, name), { recursive: true, force: true }).catch(() => undefined);
-  }
-}
-
-/** The holder a name `<prefix><ownedName()>` was made by; undefined for any other name. */
-export function ownedBy(name: string, prefix: string): string | undefined {
-  return name.startsWith(prefix) ? OWNED_RE.exec(name.slice(prefix.length))?.[1] : undefined;
-}
-
-/**
- * Whether the process a HOLDER names is running. One in another pid namespace (ckpt in another
- * container sharing the directory) cannot be checked, and counts as running.
- */
-export function isRunning(name: string): boolean {
-  const [pid, namespace] = name.split('@');
-  if (namespace !== undefined && namespace !== PID_NAMESPACE) return true;
-  const n = Number(pid);
-  return !Number.isInteger(n) || n <= 0 || isAlive(n);
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists, under another user.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

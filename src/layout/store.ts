@@ -10,7 +10,8 @@ import { digestParts, isDigest } from '../oci/digest.js';
 import { Annotation, MediaType } from '../oci/mediatypes.js';
 import { type Descriptor, IndexSchema, type Index, LayoutMarkerSchema, parseJson } from '../oci/schemas.js';
 import { inVanishingDir } from '../fs/vanishing-dir.js';
-import { ownedName, removeOrphans, withLockFile } from './lock-file.js';
+import { ownedName, removeOrphans } from '../fs/owned-names.js';
+import { withLockFile } from './lock-file.js';
 import { createWhole } from '../fs/create-whole.js';
 import { USERS_DIR, hasUsers, markUser, unmarkUser } from './users.js';
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { inVanishingDir } from '../fs/vanishing-dir.js';
-import { HOLDER, isRunning } from './lock-file.js';
+import { HOLDER, isRunning } from '../fs/owned-names.js';
 
 /**
  * Each process writing to a layout leaves a mark here, `<HOLDER>.<random>`, for as long as it has

@@ -3,7 +3,7 @@ import { homedir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { CkptError, fromSystemError } from '../errors.js';
-import { ownedName, removeOrphans } from '../layout/lock-file.js';
+import { ownedName, removeOrphans } from '../fs/owned-names.js';
 
 /**
  * The auth files that Podman, Skopeo and Docker share (containers-auth.json(5) and Docker's
@@ -172,6 +172,8 @@ export async function storeCredential(
 export async function removeCredential(registry: string, options: AuthFileOptions = {}): Promise<boolean> {
   checkKey(registry);
   const file = containersAuthFile(options);
+  // A killed login's copy goes even when it never reached the file: it holds the password.
+  await removeOrphans(dirname(file), tempPrefix(file));
   const contents = await readAuthFile(file);
   if (!contents) return false;
   refuseHelperKey(file, contents, registry);
@@ -201,18 +203,22 @@ async function writableAuthFile(options: AuthFileOptions): Promise<string> {
   return file;
 }
 
+/** What names the copies writeAuthFile makes of `file` before renaming them over it. */
+function tempPrefix(file: string): string {
+  return `.${basename(file)}.`;
+}
+
 /**
  * Replaces the file atomically (a temporary file in the same directory, synced, then renamed), so
  * that a crash or a concurrent reader never sees half a file; readable by its owner only.
  */
 async function writeAuthFile(file: string, contents: AuthFile): Promise<void> {
   const dir = dirname(file);
-  const prefix = `.${basename(file)}.`;
-  const temp = join(dir, `${prefix}${ownedName()}`);
+  const temp = join(dir, `${tempPrefix(file)}${ownedName()}`);
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    // A killed login's copy holds every credential: logout must not leave one behind.
-    await removeOrphans(dir, prefix);
+    // A killed login's copy holds every credential: the next write removes it.
+    await removeOrphans(dir, tempPrefix(file));
     const handle = await open(temp, 'wx', 0o600);
     try {
       // The umask cannot widen the mode, but chmod makes it exactly 0600 whatever the umask.

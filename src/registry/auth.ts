@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CkptError } from '../errors.js';
+import { abortable } from './abortable.js';
 import { parseChallenges, type Challenge } from './challenge.js';
 import { describeRequest, redact, responseError, transportError } from './errors.js';
 import type { Credential } from './options.js';
@@ -72,7 +73,7 @@ export class Authenticator {
       this.#tokens.set(key, entry);
       entry.catch(() => this.#tokens.get(key) === entry && this.#tokens.delete(key));
     }
-    return `Bearer ${(await abortable(entry, signal, this.#registry)).value}`;
+    return `Bearer ${(await abortable(entry, signal, this.#registry, 'aborted while waiting for a token')).value}`;
   }
 
   /**
@@ -172,17 +173,6 @@ export class Authenticator {
     this.#latest.set(scopeKey(scopes), `Bearer ${value}`);
     return { value, renewAt: fetchedAt + lifetimeMs - Math.min(10_000, lifetimeMs / 5) };
   }
-}
-
-/** Waits for a shared promise, giving up (only for this caller) when its signal fires. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined, subject: string): Promise<T> {
-  if (!signal) return promise;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(new CkptError('ABORTED', 'aborted while waiting for a token', { subject }));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }
 
 function scopeKey(scopes: readonly string[]): string {

@@ -4,6 +4,7 @@ import type { Readable } from 'node:stream';
 import type { Socket } from 'node:net';
 import { Agent, buildConnector, request, type Dispatcher } from 'undici';
 import { CkptError } from '../errors.js';
+import { abortable } from './abortable.js';
 import { Authenticator, type TokenFetch } from './auth.js';
 import { describeRequest, isNetworkError, responseError, transportError } from './errors.js';
 import { endpointHost, resolveOptions, type RegistryOptions, type ResolvedOptions } from './options.js';
@@ -57,21 +58,6 @@ async function speaksTls(base: URL, agent: Agent): Promise<boolean> {
 }
 
 /**
- * `work`, or ABORTED as soon as `signal` aborts: the caller stops waiting, and `work`, which other
- * requests may share (the connection's set-up), goes on for them.
- */
-function untilAborted<T>(work: Promise<T>, signal: AbortSignal | undefined, subject: string): Promise<T> {
-  if (!signal) return work;
-  const aborted = () => new CkptError('ABORTED', 'operation aborted', { subject, cause: signal.reason });
-  if (signal.aborted) return Promise.reject(aborted());
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(aborted());
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
-}
-
-/**
  * undici's connector, keeping the sockets it opens in `sockets` until they close: an Agent's
  * destroy() leaves a connection still being set up (a TLS handshake a silent registry never
  * answers) alive until its timeout, which holds the process that long after a Ctrl-C.
@@ -118,7 +104,7 @@ export class RegistryClient {
 
   async send(req: RegistryRequest): Promise<Response> {
     // A registry that accepts connections and then says nothing must not hold an abort up.
-    const { agent, base } = await untilAborted(this.#connect(), req.signal, req.subject);
+    const { agent, base } = await abortable(this.#connect(), req.signal, req.subject);
     let url = typeof req.url === 'string' && req.url.startsWith('/') ? new URL(req.url, base) : new URL(req.url);
     const replayable = req.body === undefined || Buffer.isBuffer(req.body);
     const retry = req.retry ?? replayable;
@@ -198,7 +184,10 @@ export class RegistryClient {
   }
 
   #connect(): Promise<{ base: URL; agent: Agent }> {
-    this.#connection ??= this.options.hostSettings(this.registry).then(async (settings) => {
+    if (this.#connection) return this.#connection;
+    const connection = this.options.hostSettings(this.registry).then(async (settings) => {
+      // Closed while the host's settings were read: no pool that nothing would destroy.
+      if (this.#connection !== connection) throw new CkptError('ABORTED', 'the connection was closed', { subject: this.registry });
       let base = new URL(`${settings.scheme}://${endpointHost(this.registry)}`);
       // Extra CAs are added to the system's, not put in their place: blob redirects may lead to
       // storage with a public certificate.
@@ -213,12 +202,13 @@ export class RegistryClient {
       if (settings.httpFallback && !(await speaksTls(base, agent))) base = new URL(`http://${base.host}`);
       return { base, agent };
     });
-    return this.#connection;
+    this.#connection = connection;
+    return connection;
   }
 
   /** Token requests go through the same pool and TLS settings, with retries but no registry auth. */
   readonly #fetchToken: TokenFetch = async (url, init) => {
-    const { agent } = await untilAborted(this.#connect(), init.signal, this.registry);
+    const { agent } = await abortable(this.#connect(), init.signal, this.registry);
     const policy = this.options.retry;
     for (let attempt = 1; ; attempt++) {
       try {

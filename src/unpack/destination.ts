@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { access, link, lstat, readdir, readFile, realpath, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { CkptError, fromSystemError } from '../errors.js';
-import { ownedName, removeOrphans } from '../layout/lock-file.js';
+import { ownedName, removeOrphans } from '../fs/owned-names.js';
 
 /** A checkpoint tree holds every secret of the process: only its owner may enter it. */
 export const TREE_MODE = 0o700;

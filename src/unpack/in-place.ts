@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { CkptError, fromSystemError } from '../errors.js';
 import { createWhole } from '../fs/create-whole.js';
-import { HOLDER, isRunning, ownedBy, ownedName, removeOrphans } from '../layout/lock-file.js';
+import { HOLDER, isRunning, ownedBy, ownedName, removeOrphans } from '../fs/owned-names.js';
 import { siblingPrefix, TREE_MODE } from './destination.js';
 
 /**

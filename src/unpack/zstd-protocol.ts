@@ -11,10 +11,10 @@ export type ContentTarget = { kind: 'skip' } | { kind: 'file'; fd: number; posit
 
 export type ToZstdWorker =
   /**
-   * The first message: the layer to read. `digest` is the blob's; it names the layer in messages,
-   * and the worker hashes the compressed bytes it is given and checks them against it at their end.
+   * The first message: the layer to read. `digest` is the blob's: the worker hashes the compressed
+   * bytes it is given and checks them against it at their end. `subject` names the layer in
+   * messages (`host/repo@digest`).
    */
-  /** `subject` names the layer in messages (`host/repo@digest`). */
   | { type: 'layer'; digest: string; subject: string }
   /** Compressed bytes, in a buffer the worker hands back (`free`) once read. */
   | { type: 'input'; data: ArrayBuffer; length: number }

@@ -6,11 +6,12 @@ import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { copy } from '../../src/commands/copy.js';
-import { HOLDER } from '../../src/layout/lock-file.js';
+import { HOLDER } from '../../src/fs/owned-names.js';
 import { OciLayout, removeUnusedLayout } from '../../src/layout/store.js';
 import { Annotation, MediaType } from '../../src/oci/mediatypes.js';
 import { sha256 } from '../../src/oci/digest.js';
 import type { Descriptor } from '../../src/oci/schemas.js';
+import { exitedHolder, leftByExited } from '../helpers/owned.js';
 import { CKPT, ckpt, fixture, tempDir } from '../helpers/tree.js';
 
 const STORE = new URL('../../dist/layout/store.js', import.meta.url).href;
@@ -303,23 +304,21 @@ describe('a layout a failed build made', () => {
   it('blobs, a lock, the user mark, an index.json and a skeleton a killed process left are deleted by the next one to open the layout', async () => {
     const { dir, layout } = await layoutWithBlob();
     await layout.close();
-    const exited = execa('true');
-    await exited;
-    const namespace = HOLDER.includes('@') ? `@${HOLDER.split('@')[1]}` : '';
     const ingest = join(dir, '.ingest');
-    const dead = join(ingest, `${exited.pid ?? 0}${namespace}.${randomUUID()}`);
+    const dead = join(ingest, await leftByExited());
     const live = join(ingest, `${HOLDER}.${randomUUID()}`);
     await mkdir(ingest);
     for (const file of [dead, live]) await writeFile(file, Buffer.alloc(1 << 20));
     // A lock it was making, written but not yet linked into place.
-    const lock = join(dir, `index.json.lock.${exited.pid ?? 0}${namespace}.${randomUUID()}`);
-    await writeFile(lock, `${exited.pid ?? 0}\n`);
-    const mark = join(dir, '.users', `${exited.pid ?? 0}${namespace}.${randomUUID()}`);
+    const holder = await exitedHolder();
+    const lock = join(dir, `index.json.lock.${holder}.${randomUUID()}`);
+    await writeFile(lock, `${holder}\n`);
+    const mark = join(dir, '.users', await leftByExited());
     await mkdir(join(dir, '.users'));
     await writeFile(mark, '');
     // The index.json it was replacing, the skeleton of a layout it was making beside this one; a user's own names stay.
-    const index = join(dir, `.index.json.${exited.pid ?? 0}${namespace}.${randomUUID()}`);
-    const skeleton = join(dirname(dir), `.${basename(dir)}.${exited.pid ?? 0}${namespace}.${randomUUID()}`);
+    const index = join(dir, `.index.json.${await leftByExited()}`);
+    const skeleton = join(dirname(dir), `.${basename(dir)}.${await leftByExited()}`);
     const users = [join(dir, '.index.json.backup'), join(dirname(dir), `.${basename(dir)}.old`)];
     for (const file of [index, ...users]) await writeFile(file, '{}');
     await mkdir(join(skeleton, 'blobs', 'sha256'), { recursive: true });

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import {
   authFilePaths,
@@ -11,8 +11,9 @@ import {
   storeCredential,
   type AuthFileOptions,
 } from '../../src/registry/auth-file.js';
-import { HOLDER } from '../../src/layout/lock-file.js';
+import { HOLDER } from '../../src/fs/owned-names.js';
 import { findCredential } from '../../src/registry/credentials.js';
+import { leftByExited } from '../helpers/owned.js';
 import { rejection } from '../helpers/rejection.js';
 
 let root: string;
@@ -95,15 +96,17 @@ describe('storeCredential and removeCredential', () => {
 
   it('a logout removes the copy of the file a killed login left, which holds every credential; a running one\'s stays', async () => {
     await storeCredential('registry.example.com', { username: 'alice', password: 'pw' }, options);
-    const exited = execa('true');
-    await exited;
-    const namespace = HOLDER.includes('@') ? `@${HOLDER.split('@')[1]}` : '';
     const dir = join(runtimeDir, 'containers');
-    const killed = join(dir, `.auth.json.${exited.pid ?? 0}${namespace}.${randomUUID()}`);
+    const killed = join(dir, `.auth.json.${await leftByExited()}`);
     const running = join(dir, `.auth.json.${HOLDER}.${randomUUID()}`);
     for (const copy of [killed, running]) await writeFile(copy, await readFile(authFile()));
     expect(await removeCredential('registry.example.com', options)).toBe(true);
     expect((await readdir(dir)).sort()).toEqual(['auth.json', basename(running)].sort());
+    // Killed before its entry reached the file: the logout finds nothing to remove, and still removes the copy.
+    const again = join(dir, `.auth.json.${await leftByExited()}`);
+    await writeFile(again, JSON.stringify({ auths: { 'registry.example.com': { auth: 'dTpw' } } }));
+    expect(await removeCredential('registry.example.com', options)).toBe(false);
+    expect(existsSync(again)).toBe(false);
   });
 
   it('replaces an earlier login for the same key', async () => {

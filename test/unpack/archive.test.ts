@@ -1,10 +1,7 @@
-import { randomUUID } from 'node:crypto';
 import { chmod, cp, link, mkdir, mkdtemp, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HOLDER } from '../../src/layout/lock-file.js';
 import { OciLayout } from '../../src/layout/store.js';
 import { unpackToArchive } from '../../src/unpack/archive.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
@@ -20,6 +17,7 @@ import {
   snapshot,
   type TestLayer,
 } from './helpers.js';
+import { leftByExited } from '../helpers/owned.js';
 import { rejection as failure } from '../helpers/rejection.js';
 
 let work: string;
@@ -199,10 +197,7 @@ describe('unpackToArchive', () => {
     const layout = await OciLayout.open(FIXTURE_LAYOUT);
     const archive = join(work, 'out.tar');
     await writeFile(archive, 'pulled');
-    const exited = execa('true');
-    await exited;
-    const namespace = HOLDER.includes('@') ? `@${HOLDER.split('@')[1]}` : '';
-    await link(archive, join(work, `.out.tar.ckpt-${exited.pid ?? 0}${namespace}.${randomUUID()}`));
+    await link(archive, join(work, `.out.tar.ckpt-${await leftByExited()}`));
     expect((await failure(unpackToArchive(layout, await layout.resolve(FIXTURE_TAG), archive))).code).toBe('DESTINATION_EXISTS');
     expect(await readdir(work)).toEqual(['out.tar']);
   });

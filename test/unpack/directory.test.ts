@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ProgressEvent } from '../../src/content/target.js';
-import { HOLDER } from '../../src/layout/lock-file.js';
+import { HOLDER } from '../../src/fs/owned-names.js';
 import { OciLayout } from '../../src/layout/store.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pull } from '../../src/commands/pull.js';
-import { HOLDER } from '../../src/layout/lock-file.js';
+import { HOLDER } from '../../src/fs/owned-names.js';
 import { CKPT, tempDir } from '../helpers/tree.js';
 import { rejection as failure } from '../helpers/rejection.js';
 import { mountTmpfs, type Tmpfs } from '../helpers/tmpfs.js';
