@@ -63,11 +63,14 @@ export class CkptError extends Error {
   override readonly name = 'CkptError';
   readonly code: ErrorCode;
   readonly subject: string | undefined;
+  /** What is wrong, without the subject `message` starts with. */
+  readonly detail: string;
 
   constructor(code: ErrorCode, message: string, options: CkptErrorOptions = {}) {
     super(options.subject ? `${options.subject}: ${message}` : message, { cause: options.cause });
     this.code = code;
     this.subject = options.subject;
+    this.detail = message;
   }
 
   get exitCode(): ExitCode {

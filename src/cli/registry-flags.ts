@@ -23,9 +23,11 @@ function bool(value: string): boolean {
   throw new InvalidArgumentError('expected true or false');
 }
 
-export function addRegistryFlags(command: Command): Command {
+/** `readsOnly`: the command writes to no registry (inspect, pull), so --creds has no second one to keep away from. */
+export function addRegistryFlags(command: Command, readsOnly = false): Command {
+  const creds = 'registry credentials (instead of those stored by login, Podman or Docker)';
   return command
-    .option('--creds <user:password>', 'registry credentials (instead of those stored by login, Podman or Docker); reading one registry and writing another, only the one written to gets them')
+    .option('--creds <user:password>', readsOnly ? creds : `${creds}; reading one registry and writing another, only the one written to gets them`)
     .option('-u, --username <user>', 'registry user name, with --password-stdin (the password on stdin)')
     .option('--password-stdin', 'read the registry password from standard input')
     .addOption(new Option('--authfile <file>', 'auth file to read credentials from').env('REGISTRY_AUTH_FILE'))

@@ -1,11 +1,11 @@
 import { copyGraph } from '../content/copy.js';
 import { assertReadable } from '../content/graph.js';
 import { readRoot } from '../content/resolve-image.js';
-import { CkptError } from '../errors.js';
+import { CkptError, isCkptError } from '../errors.js';
 import { removeNewLayoutOnFailure } from '../layout/new-layout.js';
 import { OciLayout } from '../layout/store.js';
 import type { Descriptor } from '../oci/schemas.js';
-import { formatReference, parseReference } from '../reference.js';
+import { type ImageReference, formatReference, parseReference } from '../reference.js';
 import type { TransferOptions } from '../content/target.js';
 import { REGISTRY_ACCESS_NAMES, type RegistryAccess, openTarget, selectorIn, writingTo } from '../target/open.js';
 import { type OptionsSpec, optionNames, runCommand } from './run-command.js';
@@ -44,6 +44,17 @@ export function copy(sourceInput: string, destination: string, options: CopyOpti
   return runCommand(OPTIONS, { source: sourceInput, destination }, options, (checked) => copyChecked(sourceInput, destination, checked));
 }
 
+/**
+ * Credentials given for a copy between two registries go to the destination's alone (writingTo):
+ * when the source's then asks for a login, the message says where the source's go.
+ */
+function sourceCredentialsHint(err: unknown, srcRef: ImageReference, dstRef: ImageReference, options: CopyOptions): unknown {
+  const elsewhere = srcRef.kind === 'registry' && dstRef.kind === 'registry' && srcRef.registry !== dstRef.registry;
+  if (!isCkptError(err, 'UNAUTHORIZED') || !elsewhere || !options.credentials || options.source?.credentials) return err;
+  const hint = `the credentials given go to ${dstRef.registry}, the destination; give the source's with --src-creds (source.credentials)`;
+  return new CkptError('UNAUTHORIZED', `${err.detail} (${hint})`, { subject: err.subject, cause: err });
+}
+
 async function copyChecked(sourceInput: string, destination: string, options: CopyOptions): Promise<CopyResult> {
   const srcRef = parseReference(sourceInput);
   const dstRef = parseReference(destination);
@@ -58,7 +69,9 @@ async function copyChecked(sourceInput: string, destination: string, options: Co
   );
   try {
     // One GET of a registry's manifest, whose bytes the copy and the tag then use.
-    const { root, bytes } = await readRoot(src, await selectorIn(src, srcRef), options);
+    const { root, bytes } = await readRoot(src, await selectorIn(src, srcRef), options).catch((err: unknown) => {
+      throw sourceCredentialsHint(err, srcRef, dstRef, options);
+    });
     // Before the destination is opened, let alone made.
     assertReadable(root, src.name);
     if (dstRef.digest && dstRef.digest !== root.digest) {

@@ -223,6 +223,11 @@ describe('authentication and TLS', () => {
     const withSource = await ckpt(['copy', source, `${basic.host}/ckpt/creds-dst:v3`, '--creds', `${USER}:${PASSWORD}`, '--src-creds', `${USER}:${PASSWORD}`, '-q']);
     expect(withSource.exitCode, withSource.stderr).toBe(0);
     expect(token.tokenServer?.issued.at(-1)?.user).toBe(USER);
+    // A source that asks for a login, given --creds alone: the message says where they went.
+    const refused = await ckpt(['copy', `${basic.host}/ckpt/creds-dst:v1`, `${token.host}/ckpt/creds-back:v1`, '--creds', `${USER}:${PASSWORD}`]);
+    expect(refused.exitCode).toBe(5);
+    expect(refused.stderr).toContain(`(the credentials given go to ${token.host}, the destination; give the source's with --src-creds (source.credentials))`);
+    expect(refused.stderr).not.toContain(PASSWORD);
   });
 
   it('an auth-file entry for the namespace wins over the one for the host', async () => {

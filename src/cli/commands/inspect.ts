@@ -28,7 +28,7 @@ export function registerInspect(cli: Command, signal: AbortSignal): void {
     .option('--tree', 'show the process tree')
     .option('-v, --verbose', 'say how many bytes were fetched from an image')
     .option('--platform <os/arch>', 'platform to pick from an image index (default: this node)', platformOption);
-  addRegistryFlags(command).action(async (source: string, flags: InspectFlags) => {
+  addRegistryFlags(command, true).action(async (source: string, flags: InspectFlags) => {
     const { inspect } = await import('../../commands/inspect.js');
     const result = await inspect(source, { ...(await registryAccess(flags, signal)), platform: flags.platform, signal });
     if (flags.json) {

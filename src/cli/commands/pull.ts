@@ -18,7 +18,7 @@ export function registerPull(cli: Command, signal: AbortSignal): void {
     .argument('<destination>', 'a new directory (the checkpoint tree, mode 0700), NAME.tar (for CRI-O or podman restore --import), or oci:DIR[:TAG]')
     .option('--concurrency <n>', 'layers fetched at once (default 4)', countOption)
     .option('--platform <os/arch>', 'platform to pick from an image index (default: this node)', platformOption);
-  addOutputFlags(addRegistryFlags(command)).action(async (source: string, destination: string, flags: PullFlags) => {
+  addOutputFlags(addRegistryFlags(command, true)).action(async (source: string, destination: string, flags: PullFlags) => {
     const { pull } = await import('../../commands/pull.js');
     const progress = progressFor('Pulling', flags);
     const result = await pull(source, destination, {
