@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { CkptAnnotation } from '../image/annotations.js';
 import type { Descriptor } from '../oci/schemas.js';
 import { bytes } from './format.js';
@@ -12,7 +12,7 @@ export interface OutputFlags {
 
 export function addOutputFlags(command: Command): Command {
   return command
-    .option('--json', 'print the result as JSON')
+    .addOption(new Option('--json', 'print the result as JSON').conflicts('quiet'))
     .option('-q, --quiet', 'print only the digest')
     .option('--progress', 'show progress even when stderr is not a terminal');
 }

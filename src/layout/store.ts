@@ -65,13 +65,13 @@ export class OciLayout implements Target {
       const state = await layoutState(layout.dir);
       if (state === 'other' && options.create) {
         // Something else where the layout is to be written (a file, a directory of other things).
-        throw new CkptError('DESTINATION_EXISTS', 'is in the way: it is not an OCI image layout, nor an empty directory', { subject: dir });
+        throw new CkptError('DESTINATION_EXISTS', 'is in the way: it is not an OCI image layout, nor an empty directory', { subject: layout.name });
       }
       if (state === 'other' || (state === 'partial' && !options.create)) {
-        throw new CkptError('NOT_LAYOUT', 'exists but is not an OCI image layout (no oci-layout file)', { subject: dir });
+        throw new CkptError('NOT_LAYOUT', 'exists but is not an OCI image layout (no oci-layout file)', { subject: layout.name });
       }
       if (state !== 'layout' && !options.create) {
-        throw new CkptError('NOT_FOUND', 'no OCI image layout here', { subject: dir });
+        throw new CkptError('NOT_FOUND', 'no OCI image layout here', { subject: layout.name });
       }
       if (!options.create) return layout;
       try {
@@ -90,7 +90,7 @@ export class OciLayout implements Target {
         if (!gone || (await layoutState(layout.dir)) !== 'missing') throw fromSystemError(err, dir, true);
       }
       // A failed build elsewhere removed or emptied the layout in between: make it again.
-      if (attempt === 3) throw new CkptError('WRITE_FAILED', 'the layout was removed while it was opened, three times', { subject: dir });
+      if (attempt === 3) throw new CkptError('WRITE_FAILED', 'the layout was removed while it was opened, three times', { subject: layout.name });
     }
   }
 

@@ -1,5 +1,5 @@
 import { chmod, copyFile, link, mkdir, readFile, readdir, stat, symlink, truncate, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { build } from '../../src/commands/build.js';
@@ -192,6 +192,9 @@ describe('bad checkpoint directories and metadata', () => {
     const err = await failure(inspect('/nonexistent/checkpoint.tar'));
     expect(isCkptError(err, 'NOT_FOUND')).toBe(true);
     expect(err.message).toBe('/nonexistent/checkpoint.tar: no such file or directory');
+    // A layout is named as the user wrote it: oci:, and the whole path.
+    const layout = await failure(inspect('oci:./nonexistent-layout:t'));
+    expect(layout.message).toBe(`oci:${resolve('nonexistent-layout')}: no OCI image layout here`);
   });
 
   it('an unreadable archive (a kubelet archive is mode 0600, root-owned)', async () => {
@@ -217,7 +220,7 @@ describe('bad destinations', () => {
     for (const destination of [dir, join(dir, 'precious.txt'), join(dir, 'precious.txt', 'layout')]) {
       const err = await failure(build(fixture('crio-counter.tar'), `oci:${destination}:t`));
       expect(isCkptError(err, 'DESTINATION_EXISTS'), err.message).toBe(true);
-      expect(err.message).toBe(`${destination}: is in the way: it is not an OCI image layout, nor an empty directory`);
+      expect(err.message).toBe(`oci:${destination}: is in the way: it is not an OCI image layout, nor an empty directory`);
     }
     expect(await readdir(dir)).toEqual(['precious.txt']);
     expect(await readFile(join(dir, 'precious.txt'), 'utf8')).toBe('keep me');

@@ -352,6 +352,16 @@ describe('command line', () => {
     expect(stderr).toContain("unknown option '--frobnicate'");
   });
 
+  it('-q with --json is a usage error, not one of them quietly winning', async () => {
+    const work = await tempDir();
+    for (const command of ['build', 'push', 'pull', 'copy']) {
+      const { exitCode, stderr } = await ckpt([command, fixture('crio-counter.tar'), `oci:${join(work, command)}:t`, '-q', '--json']);
+      expect(exitCode, command).toBe(2);
+      expect(stderr).toContain("option '--json' cannot be used with option '-q, --quiet'");
+    }
+    expect(await readdir(work)).toEqual([]);
+  });
+
   it('a bad compression is a usage error', async () => {
     const { exitCode, stderr } = await ckpt(['build', fixture('crio-counter.tar'), 'oci:/tmp/never', '--compression', 'lz4']);
     expect(exitCode).toBe(2);
