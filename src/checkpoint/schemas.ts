@@ -82,7 +82,7 @@ export const CheckpointMetadataSchema = z.object({
   runtime: z.string().optional(),
   command: z.array(z.string()).optional(),
   created: z.string().optional().describe('RFC 3339 time the container was created'),
-  checkpointed: z.string().optional().describe('RFC 3339 time of the checkpoint'),
+  checkpointed: z.string().optional().describe("RFC 3339 time of the checkpoint; for a raw criu dump, which records none, inventory.img's modification time"),
   architecture: z.string().optional().describe('OCI architecture of the checkpointed processes'),
   criu: z.object({
     version: z.string().optional(),

@@ -34,7 +34,8 @@ export function inspectSummary(result: InspectResult): string {
     ['Image', image ? `${image}${m.image.id ? ` (${shortId(m.image.id)})` : ''}` : undefined],
     ['Runtime', m.runtime],
     ['Created', m.created],
-    ['Checkpointed', m.checkpointed],
+    // A raw dump records no time: this one is a file's, which a copy or touch changes.
+    ['Checkpointed', m.checkpointed && m.engine === 'criu' ? `${m.checkpointed} (inventory.img's modification time)` : m.checkpointed],
     ['CRIU', criu],
     ['Architecture', m.architecture],
     ['Dumped on', m.dumpHost ? [m.dumpHost.hostname, m.dumpHost.kernel].filter(Boolean).join(', kernel ') : undefined],

@@ -55,6 +55,8 @@ describe('ckpt inspect', () => {
     const { stdout } = await ckpt(['inspect', fixture('criu-raw-shell'), '--tree']);
     expect(stdout).toMatch(/^Engine\s+CRIU only \(raw criu dump\)$/m);
     expect(stdout).not.toMatch(/^Container/m);
+    // It records no time of its own: the one shown says where it comes from.
+    expect(stdout).toMatch(/^Checkpointed\s+\S+ \(inventory\.img's modification time\)$/m);
     expect(stdout).toContain('Process tree:\nsh (pid 19228)\n└─ sleep (pid 19235)');
   });
 
