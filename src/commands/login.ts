@@ -18,6 +18,7 @@ const LOGIN_OPTIONS: OptionsSpec = {
   kind: 'command',
   names: optionNames<LoginOptions>({ ...REGISTRY_ACCESS_BUT_CREDENTIALS, ...AUTH_FILE_NAMES, username: true, password: true, signal: true }),
 };
+
 export interface LogoutOptions extends AuthFileOptions {
   signal?: AbortSignal;
 }
