@@ -43,8 +43,15 @@ const MAX_REDIRECTS = 5;
 const ERROR_BODY_LIMIT = 64 * 1024;
 
 /**
+ * Errors of an HTTPS request to a server that speaks plain HTTP: it answers the TLS hello with
+ * text, or drops the connection. An alert (a client certificate it wants, a version it refuses),
+ * or a connection closed once TLS was set up, comes from a TLS server: no reason to go plain.
+ */
+const NOT_TLS = new Set(['EPROTO', 'ECONNRESET', 'ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_HTTP_REQUEST']);
+
+/**
  * Whether a host where plain HTTP is allowed answers HTTPS at all. Any HTTP answer (even 401 or
- * 404) means yes; a failed handshake means it only speaks plain HTTP.
+ * 404) means yes; a handshake the other end answers with plain text means it only speaks HTTP.
  */
 async function speaksTls(base: URL, agent: Agent): Promise<boolean> {
   try {
@@ -52,8 +59,7 @@ async function speaksTls(base: URL, agent: Agent): Promise<boolean> {
     await res.body.dump();
     return true;
   } catch (err) {
-    const code = (err as { code?: string }).code ?? '';
-    return !(code === 'EPROTO' || code === 'ECONNRESET' || code.startsWith('ERR_SSL') || code === 'UND_ERR_SOCKET');
+    return !NOT_TLS.has((err as { code?: string }).code ?? '');
   }
 }
 
@@ -194,6 +200,8 @@ export class RegistryClient {
       const ca = settings.ca?.length ? [...rootCertificates, ...settings.ca.map((c) => c.toString())] : undefined;
       const tls = {
         ca,
+        // A CA given is trusted as given, an issuing CA without its root too, as Go's pool (Podman, skopeo) trusts it.
+        allowPartialTrustChain: ca !== undefined,
         rejectUnauthorized: this.options.tlsVerify && !settings.insecure,
         ...(settings.clientCert ? { cert: settings.clientCert.cert, key: settings.clientCert.key } : {}),
       };

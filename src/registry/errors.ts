@@ -69,8 +69,17 @@ export function responseError(status: number, bodyText: string, request: string,
   const code: ErrorCode =
     STATUS_CODES[status] ?? (first && REGISTRY_CODES[first.code]) ?? 'REGISTRY_ERROR';
   const said = errors.map((e) => (e.message ? `${e.code} (${e.message})` : e.code)).join(', ');
-  const why = said || (status === 404 ? 'not found' : status === 401 ? 'authentication required' : 'unexpected response');
+  const why = said || plainText(bodyText) || (status === 404 ? 'not found' : status === 401 ? 'authentication required' : 'unexpected response');
   return new CkptError(code, redact(`${request}: HTTP ${status}: ${why}`), { subject });
+}
+
+/**
+ * The first line of an answer that is short plain text (Go's "Client sent an HTTP request to an
+ * HTTPS server."), not an HTML page or a JSON document: it says more than the status alone.
+ */
+function plainText(body: string): string | undefined {
+  const line = body.trim().split('\n')[0]?.trim() ?? '';
+  return line && line.length <= 200 && !/^[<{[]/.test(line) ? line : undefined;
 }
 
 /** Error codes of undici and Node's sockets that mean the connection broke, not the request. */
@@ -110,5 +119,7 @@ export function transportError(err: unknown, request: string, subject: string, s
   if (signal?.aborted || isAbortError(err)) return new CkptError('ABORTED', `${request}: aborted`, { subject, cause: err });
   const code = errorCode(err) ?? ((err as NodeJS.ErrnoException | undefined)?.code ?? 'error');
   const message = err instanceof Error ? err.message : String(err);
-  return new CkptError('NETWORK', redact(`${request}: ${code}: ${message}`), { subject, cause: err });
+  // TLS 1.3 tells a client without an acceptable certificate so only after the handshake: undici sees the close.
+  const hint = code === 'UND_ERR_SOCKET' ? ' (a registry that wants a client certificate closes the connection so: certs.d/HOST:PORT/*.cert and *.key give one)' : '';
+  return new CkptError('NETWORK', redact(`${request}: ${code}: ${message}${hint}`), { subject, cause: err });
 }

@@ -124,27 +124,28 @@ function certsDirs(options: HostOptions): string[] {
   return options.certsDirs ?? [join(home, '.config/containers/certs.d'), '/etc/containers/certs.d', '/etc/docker/certs.d'];
 }
 
-/** Every directory's CAs; the first client certificate found, in directory then name order. */
+/**
+ * The first certs.d directory that has one for the host, alone, as containers/image reads them:
+ * the union would trust, or send, what Podman and skopeo on the same node do not.
+ */
 async function readCertsDirs(registry: string, options: HostOptions): Promise<CertsDirContents> {
-  const all: CertsDirContents = { ca: [] };
   for (const base of certsDirs(options)) {
     const found = await readCertsDir(join(base, registry));
-    all.ca.push(...found.ca);
-    all.clientCert ??= found.clientCert;
+    if (found) return found;
   }
-  return all;
+  return { ca: [] };
 }
 
 /**
  * Docker's layout, which containers/image shares: `*.crt` are CAs, `NAME.cert` with `NAME.key` a
  * client certificate. Half a pair is an error, as there, rather than a handshake failing later.
  */
-async function readCertsDir(dir: string): Promise<CertsDirContents> {
+async function readCertsDir(dir: string): Promise<CertsDirContents | undefined> {
   let names: string[];
   try {
     names = (await readdir(dir)).sort();
   } catch (err) {
-    if (isMissing(err)) return { ca: [] };
+    if (isMissing(err)) return undefined;
     throw fromSystemError(err, dir);
   }
   const contents: CertsDirContents = { ca: [] };

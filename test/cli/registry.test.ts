@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFile, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
@@ -250,6 +250,32 @@ describe('authentication and TLS', () => {
     await writeFile(caFile, tls.caCert ?? '');
     const withCa = await ckpt(['push', fixture('crio-counter.tar'), target, '--ca-file', caFile, '-q']);
     expect(withCa.exitCode, withCa.stderr).toBe(0);
+    // Plain HTTP to it: the registry's own words, not "unexpected response".
+    const plain = await ckpt(['inspect', target, '--plain-http']);
+    expect(plain.exitCode).toBe(6);
+    expect(plain.stderr).toContain('HTTP 400: Client sent an HTTP request to an HTTPS server.');
+  });
+
+  it('a registry that wants a client certificate: certs.d gives it; without one, the message says so, not HTTP 400 from plain HTTP', async () => {
+    const mtls = await startRegistry({ tls: true, clientCerts: true });
+    try {
+      const home = await tempDir();
+      const certs = join(home, '.config/containers/certs.d', mtls.host);
+      await mkdir(certs, { recursive: true });
+      await writeFile(join(certs, 'ca.crt'), mtls.caCert ?? '');
+      const push = () => ckpt(['push', fixture('crio-counter.tar'), `${mtls.host}/ckpt/mtls:v1`, '-q'], { env: { HOME: home } });
+      // 127.0.0.1 may speak plain HTTP: a TLS server closing on a client without a certificate is still a TLS server.
+      const without = await push();
+      expect(without.exitCode).toBe(6);
+      expect(without.stderr).toContain('client certificate');
+      expect(without.stderr).not.toContain('HTTP 400');
+      await copyFile(mtls.client?.cert ?? '', join(certs, 'client.cert'));
+      await copyFile(mtls.client?.key ?? '', join(certs, 'client.key'));
+      const pushed = await push();
+      expect(pushed.exitCode, pushed.stderr).toBe(0);
+    } finally {
+      await mtls.stop();
+    }
   });
 
   it('registries.conf insecure = true for a namespace: its certificate is not verified there, and only there', async () => {

@@ -8,13 +8,16 @@ export interface TlsFiles {
   caCert: string;
   cert: string;
   key: string;
+  /** A client certificate the CA signed, and its key. */
+  clientCert: string;
+  clientKey: string;
 }
 
 async function openssl(cwd: string, ...args: string[]): Promise<void> {
   await execa('openssl', args, { cwd });
 }
 
-/** A test CA and a certificate it signed for 127.0.0.1 / localhost. */
+/** A test CA, a certificate it signed for 127.0.0.1 / localhost, and a client certificate it signed. */
 export async function makeTlsFiles(dir: string): Promise<TlsFiles> {
   await openssl(dir, 'ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'ca.key');
   await openssl(dir, 'req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=ckpt test CA', '-days', '2', '-out', 'ca.crt');
@@ -26,7 +29,17 @@ export async function makeTlsFiles(dir: string): Promise<TlsFiles> {
     'x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
     '-days', '2', '-extfile', 'san.ext', '-out', 'server.crt',
   );
-  return { caCert: join(dir, 'ca.crt'), cert: join(dir, 'server.crt'), key: join(dir, 'server.key') };
+  await openssl(dir, 'ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'client.key');
+  await openssl(dir, 'req', '-new', '-key', 'client.key', '-subj', '/CN=ckpt test client', '-out', 'client.csr');
+  await writeFile(join(dir, 'client.ext'), 'extendedKeyUsage=clientAuth\n');
+  await openssl(dir, 'x509', '-req', '-in', 'client.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-days', '2', '-extfile', 'client.ext', '-out', 'client.crt');
+  return {
+    caCert: join(dir, 'ca.crt'),
+    cert: join(dir, 'server.crt'),
+    key: join(dir, 'server.key'),
+    clientCert: join(dir, 'client.crt'),
+    clientKey: join(dir, 'client.key'),
+  };
 }
 
 export interface SigningKey {

@@ -20,6 +20,8 @@ export interface RegistryServerOptions {
   /** Token server settings (token auth only). */
   token?: Pick<TokenServerOptions, 'ttlSeconds' | 'announcedExpiresIn' | 'grant' | 'refreshTokens'>;
   tls?: boolean;
+  /** With tls: refuse clients without a certificate the test CA signed (mTLS). */
+  clientCerts?: boolean;
 }
 
 export interface RegistryServer {
@@ -30,6 +32,8 @@ export interface RegistryServer {
   dir: string;
   /** PEM of the test CA (TLS only). */
   caCert?: Buffer;
+  /** A client certificate and key the test CA signed, as files (TLS only). */
+  client?: { cert: string; key: string };
   tokenServer?: TokenServer;
   /** Sends the registry process a signal: SIGSTOP makes a registry that accepts connections and answers nothing. */
   signal(name: NodeJS.Signals): void;
@@ -49,9 +53,10 @@ export async function freePort(): Promise<number> {
 function yaml(value: unknown, indent = ''): string {
   if (typeof value !== 'object' || value === null) return `${JSON.stringify(value)}\n`;
   return Object.entries(value as Record<string, unknown>)
-    .map(([k, v]) =>
-      typeof v === 'object' && v !== null ? `${indent}${k}:\n${yaml(v, `${indent}  `)}` : `${indent}${k}: ${JSON.stringify(v)}\n`,
-    )
+    .map(([k, v]) => {
+      if (Array.isArray(v)) return `${indent}${k}:\n${v.map((item) => `${indent}  - ${JSON.stringify(item)}\n`).join('')}`;
+      return typeof v === 'object' && v !== null ? `${indent}${k}:\n${yaml(v, `${indent}  `)}` : `${indent}${k}: ${JSON.stringify(v)}\n`;
+    })
     .join('');
 }
 
@@ -64,10 +69,12 @@ export async function startRegistry(options: RegistryServerOptions = {}): Promis
     const port = await freePort();
     const http: Record<string, unknown> = { addr: `127.0.0.1:${port}`, secret: 'ckpt-test-secret' };
     let caCert: Buffer | undefined;
+    let client: RegistryServer['client'];
     if (options.tls) {
       const tls = await makeTlsFiles(dir);
-      http.tls = { certificate: tls.cert, key: tls.key };
+      http.tls = { certificate: tls.cert, key: tls.key, ...(options.clientCerts ? { clientcas: [tls.caCert] } : {}) };
       caCert = await readFile(tls.caCert);
+      client = { cert: tls.clientCert, key: tls.clientKey };
     }
     const config: Record<string, unknown> = {
       version: 0.1,
@@ -106,6 +113,7 @@ export async function startRegistry(options: RegistryServerOptions = {}): Promis
       url: `${scheme}://127.0.0.1:${port}`,
       dir,
       caCert,
+      client,
       tokenServer,
       signal: (name) => started.kill(name),
       async stop() {

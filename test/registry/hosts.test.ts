@@ -224,15 +224,19 @@ mirror = [{ location = "q.example.com", insecure = true }]
 });
 
 describe('certificates', () => {
-  it('loads CAs from --ca-file and from every certs.d directory for the host', async () => {
+  it('loads CAs from --ca-file and from the first certs.d directory for the host alone, as containers/image', async () => {
     const caFile = await put('ca.pem', pem('CERTIFICATE', 'flag'));
-    await put('containers/certs.d/registry.example.com:5000/ca.crt', pem('CERTIFICATE', 'containers'));
     await put('docker/certs.d/registry.example.com:5000/b.crt', pem('CERTIFICATE', 'docker-b'));
     await put('docker/certs.d/registry.example.com:5000/a.crt', pem('CERTIFICATE', 'docker-a'));
     await put('docker/certs.d/registry.example.com/other.crt', pem('CERTIFICATE', 'other port'));
-    const settings = await hostSettings('registry.example.com:5000', { ...options, caFiles: [caFile] });
+    const ca = async () => (await hostSettings('registry.example.com:5000', { ...options, caFiles: [caFile] })).ca.map((b) => b.toString().split('\n')[1]);
+    expect(await ca()).toEqual(['flag', 'docker-a', 'docker-b']);
+    // A directory in the first place wins, alone: Podman and skopeo would not read docker's then.
+    await put('containers/certs.d/registry.example.com:5000/ca.crt', pem('CERTIFICATE', 'containers'));
+    await put('docker/certs.d/registry.example.com:5000/client.cert', pem('CERTIFICATE', 'client'));
+    expect(await ca()).toEqual(['flag', 'containers']);
+    const settings = await hostSettings('registry.example.com:5000', options);
     expect(settings.scheme).toBe('https');
-    expect(settings.ca.map((b) => b.toString().split('\n')[1])).toEqual(['flag', 'containers', 'docker-a', 'docker-b']);
     expect(settings.clientCert).toBeUndefined();
   });
 
