@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeIssuedChain } from '../helpers/certs.js';
 import { DEFAULT_USERS, type RegistryServer, startRegistry } from '../helpers/registry.js';
 import { CKPT, ckpt, fixture, tempDir } from '../helpers/tree.js';
 
@@ -254,6 +255,20 @@ describe('authentication and TLS', () => {
     const plain = await ckpt(['inspect', target, '--plain-http']);
     expect(plain.exitCode).toBe(6);
     expect(plain.stderr).toContain('HTTP 400: Client sent an HTTP request to an HTTPS server.');
+  });
+
+  it('a registry whose certificate an issuing CA signed: that CA alone, given with --ca-file, is trusted', async () => {
+    const chain = await makeIssuedChain(await tempDir());
+    const issued = await startRegistry({ tlsFiles: chain });
+    try {
+      const target = `${issued.host}/ckpt/issued:v1`;
+      const pushed = await ckpt(['push', fixture('crio-counter.tar'), target, '--ca-file', chain.issuingCa, '-q']);
+      expect(pushed.exitCode, pushed.stderr).toBe(0);
+      // Not any CA: without it, refused.
+      expect((await ckpt(['inspect', target])).exitCode).toBe(6);
+    } finally {
+      await issued.stop();
+    }
   });
 
   it('a registry that wants a client certificate: certs.d gives it; without one, the message says so, not HTTP 400 from plain HTTP', async () => {

@@ -62,3 +62,21 @@ export async function makeSigningKey(dir: string): Promise<SigningKey> {
     certPath: join(dir, 'token.crt'),
   };
 }
+
+/**
+ * A root CA, an issuing CA it signed, and a certificate for 127.0.0.1 the issuing CA signed (the
+ * leaf alone in `cert`, as a registry may serve it): what a company hands out is often the issuing CA.
+ */
+export async function makeIssuedChain(dir: string): Promise<{ issuingCa: string; cert: string; key: string }> {
+  await openssl(dir, 'ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'root.key');
+  await openssl(dir, 'req', '-x509', '-new', '-key', 'root.key', '-subj', '/CN=ckpt test root', '-days', '2', '-out', 'root.crt');
+  await openssl(dir, 'ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'issuing.key');
+  await openssl(dir, 'req', '-new', '-key', 'issuing.key', '-subj', '/CN=ckpt test issuing CA', '-out', 'issuing.csr');
+  await writeFile(join(dir, 'issuing.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n');
+  await openssl(dir, 'x509', '-req', '-in', 'issuing.csr', '-CA', 'root.crt', '-CAkey', 'root.key', '-CAcreateserial', '-days', '2', '-extfile', 'issuing.ext', '-out', 'issuing.crt');
+  await openssl(dir, 'ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'leaf.key');
+  await openssl(dir, 'req', '-new', '-key', 'leaf.key', '-subj', '/CN=127.0.0.1', '-out', 'leaf.csr');
+  await writeFile(join(dir, 'leaf.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  await openssl(dir, 'x509', '-req', '-in', 'leaf.csr', '-CA', 'issuing.crt', '-CAkey', 'issuing.key', '-CAcreateserial', '-days', '2', '-extfile', 'leaf.ext', '-out', 'leaf.crt');
+  return { issuingCa: join(dir, 'issuing.crt'), cert: join(dir, 'leaf.crt'), key: join(dir, 'leaf.key') };
+}

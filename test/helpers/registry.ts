@@ -22,6 +22,8 @@ export interface RegistryServerOptions {
   tls?: boolean;
   /** With tls: refuse clients without a certificate the test CA signed (mTLS). */
   clientCerts?: boolean;
+  /** TLS with this certificate and key instead of the test CA's. */
+  tlsFiles?: { cert: string; key: string };
 }
 
 export interface RegistryServer {
@@ -70,7 +72,8 @@ export async function startRegistry(options: RegistryServerOptions = {}): Promis
     const http: Record<string, unknown> = { addr: `127.0.0.1:${port}`, secret: 'ckpt-test-secret' };
     let caCert: Buffer | undefined;
     let client: RegistryServer['client'];
-    if (options.tls) {
+    if (options.tlsFiles) http.tls = { certificate: options.tlsFiles.cert, key: options.tlsFiles.key };
+    else if (options.tls) {
       const tls = await makeTlsFiles(dir);
       http.tls = { certificate: tls.cert, key: tls.key, ...(options.clientCerts ? { clientcas: [tls.caCert] } : {}) };
       caCert = await readFile(tls.caCert);
@@ -104,7 +107,7 @@ export async function startRegistry(options: RegistryServerOptions = {}): Promis
     await writeFile(configPath, yaml(config));
     const proc = execa('docker-registry', ['serve', configPath], { cwd: dir, reject: false, all: true, buffer: true });
     child = proc;
-    const scheme = options.tls ? 'https' : 'http';
+    const scheme = options.tls || options.tlsFiles ? 'https' : 'http';
     await waitReady(port, proc);
     const started = proc;
     const token = tokenServer;
