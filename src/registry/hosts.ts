@@ -1,7 +1,8 @@
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { BlockList, isIP } from 'node:net';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { CkptError, fromSystemError } from '../errors.js';
 
@@ -156,13 +157,33 @@ async function readCertsDir(dir: string): Promise<CertsDirContents | undefined> 
     const missing = [`${stem}.cert`, `${stem}.key`].find((half) => !names.includes(half));
     if (missing) throw new CkptError('INVALID_METADATA', `${name} has no matching ${missing}`, { subject: dir });
     if (name.endsWith('.cert') && !contents.clientCert) {
-      contents.clientCert = {
-        cert: await readPem(join(dir, name), 'CERTIFICATE'),
-        key: await readPem(join(dir, `${stem}.key`), 'PRIVATE KEY'),
-      };
+      contents.clientCert = await readClientPair(join(dir, name), join(dir, `${stem}.key`));
     }
   }
   return contents;
+}
+
+/**
+ * A client certificate and its key, checked to go together now: a key that is another's,
+ * encrypted or broken would otherwise fail every handshake as a network error naming no file.
+ */
+async function readClientPair(certFile: string, keyFile: string): Promise<{ cert: Buffer; key: Buffer }> {
+  const cert = await readPem(certFile, 'CERTIFICATE');
+  const key = await readPem(keyFile, 'PRIVATE KEY');
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(key);
+  } catch {
+    throw new CkptError('INVALID_METADATA', 'not a private key ckpt can use (encrypted, or damaged)', { subject: keyFile });
+  }
+  let matches: boolean;
+  try {
+    matches = new X509Certificate(cert).checkPrivateKey(privateKey);
+  } catch {
+    throw new CkptError('INVALID_METADATA', 'not a certificate ckpt can read', { subject: certFile });
+  }
+  if (!matches) throw new CkptError('INVALID_METADATA', `is not the key of ${basename(certFile)}`, { subject: keyFile });
+  return { cert, key };
 }
 
 /** Reads a PEM file, checking its kind now so that a wrong file is named rather than a handshake failing. */

@@ -1,8 +1,9 @@
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { hostSettings, parseToml, type HostOptions } from '../../src/registry/hosts.js';
+import { makeTlsFiles } from '../helpers/certs.js';
 import { rejection } from '../helpers/rejection.js';
 
 let root: string;
@@ -240,12 +241,25 @@ describe('certificates', () => {
     expect(settings.clientCert).toBeUndefined();
   });
 
-  it('loads a client certificate and its key', async () => {
-    await put('docker/certs.d/registry.example.com/client.cert', pem('CERTIFICATE', 'client'));
-    await put('docker/certs.d/registry.example.com/client.key', pem('EC PRIVATE KEY', 'key'));
+  it('loads a client certificate and its key, refusing a key that is another\'s or broken, naming it', async () => {
+    const made = await makeTlsFiles(await mkdtemp(join(tmpdir(), 'ckpt-hosts-pki-')));
+    const cert = await readFile(made.clientCert, 'utf8');
+    await put('docker/certs.d/registry.example.com/client.cert', cert);
+    const keyFile = await put('docker/certs.d/registry.example.com/client.key', await readFile(made.clientKey, 'utf8'));
     const settings = await hostSettings('registry.example.com', options);
-    expect(settings.clientCert?.cert.toString()).toContain('client');
+    expect(settings.clientCert?.cert.toString()).toBe(cert);
     expect(settings.clientCert?.key.toString()).toContain('EC PRIVATE KEY');
+    // The server's key beside the client's certificate; then a damaged key.
+    const wrong: Array<[string, string]> = [
+      [await readFile(made.key, 'utf8'), 'is not the key of client.cert'],
+      [pem('EC PRIVATE KEY', 'AAAA'), 'not a private key ckpt can use (encrypted, or damaged)'],
+    ];
+    for (const [key, why] of wrong) {
+      await writeFile(keyFile, key);
+      const err = await rejection(hostSettings('registry.example.com', options));
+      expect(err.code).toBe('INVALID_METADATA');
+      expect(err.message).toBe(`${keyFile}: ${why}`);
+    }
   });
 
   it.each([
