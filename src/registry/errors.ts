@@ -118,6 +118,11 @@ export function transportError(err: unknown, request: string, subject: string, s
   if (err instanceof CkptError) return err;
   if (signal?.aborted || isAbortError(err)) return new CkptError('ABORTED', `${request}: aborted`, { subject, cause: err });
   const code = errorCode(err) ?? ((err as NodeJS.ErrnoException | undefined)?.code ?? 'error');
+  // OpenSSL's text for a plain-HTTP answer to HTTPS names its own source file and no remedy.
+  if (code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
+    const why = 'the registry answered HTTPS in plain HTTP: give --plain-http, or mark it insecure = true in registries.conf';
+    return new CkptError('NETWORK', `${request}: ${why}`, { subject, cause: err });
+  }
   const message = err instanceof Error ? err.message : String(err);
   // TLS 1.3 tells a client without an acceptable certificate so only after the handshake: undici sees the close.
   const hint = code === 'UND_ERR_SOCKET' ? ' (a registry that wants a client certificate closes the connection so: certs.d/HOST:PORT/*.cert and *.key give one)' : '';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseChallenges } from '../../src/registry/challenge.js';
-import { redact, responseError } from '../../src/registry/errors.js';
+import { redact, responseError, transportError } from '../../src/registry/errors.js';
 import { endpointHost } from '../../src/registry/options.js';
 import { isRetryableStatus, parseRetryAfter, retryDelay } from '../../src/registry/retry.js';
 import { withQuery } from '../../src/registry/upload.js';
@@ -55,6 +55,17 @@ describe('error mapping', () => {
     expect(responseError(400, body('DIGEST_INVALID'), 'PUT x', 's').code).toBe('DIGEST_MISMATCH');
     expect(responseError(400, body('SIZE_INVALID'), 'PUT x', 's').code).toBe('SIZE_MISMATCH');
     expect(responseError(500, 'garbage', 'GET x', 's').code).toBe('REGISTRY_ERROR');
+  });
+
+  it('says what to do when HTTPS meets a plain-HTTP registry, not what OpenSSL says', () => {
+    const openssl = Object.assign(new Error('807C:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:../deps/openssl/ssl/record/ssl3_record.c:350:'), {
+      code: 'ERR_SSL_WRONG_VERSION_NUMBER',
+    });
+    const err = transportError(openssl, 'GET 192.0.2.2:5000/v2/', '192.0.2.2:5000/x/y:v1');
+    expect(err.code).toBe('NETWORK');
+    expect(err.message).toBe(
+      '192.0.2.2:5000/x/y:v1: GET 192.0.2.2:5000/v2/: the registry answered HTTPS in plain HTTP: give --plain-http, or mark it insecure = true in registries.conf',
+    );
   });
 
   it('redacts credentials that a registry echoes', () => {
