@@ -9,9 +9,13 @@ function redact(message: string): string {
     .replace(/\/\/[^/\s:@]+:[^/\s@]+@/g, '//[redacted]@');
 }
 
-/** One line, whatever a lower layer put in its message (OpenSSL ends some with a newline). */
+/**
+ * One line, whatever a lower layer put in its message (OpenSSL ends some with a newline), and no
+ * control characters: a registry's words in it must not move the cursor or colour the terminal.
+ */
 function oneLine(message: string): string {
-  return message.replace(/\s*\n\s*/g, ' ').trim();
+  // eslint-disable-next-line no-control-regex -- control characters are what this removes
+  return message.replace(/\s*\n\s*/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, '').trim();
 }
 
 /** Prints one line for a failure and returns the exit code it maps to. */

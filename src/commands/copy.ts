@@ -50,9 +50,11 @@ export function copy(sourceInput: string, destination: string, options: CopyOpti
  */
 function sourceCredentialsHint(err: unknown, srcRef: ImageReference, dstRef: ImageReference, options: CopyOptions): unknown {
   const elsewhere = srcRef.kind === 'registry' && dstRef.kind === 'registry' && srcRef.registry !== dstRef.registry;
-  if (!isCkptError(err, 'UNAUTHORIZED') || !elsewhere || !options.credentials || options.source?.credentials) return err;
+  // A token registry refuses an anonymous pull of a private repository as DENIED (insufficient_scope).
+  const refused = isCkptError(err, 'UNAUTHORIZED') || isCkptError(err, 'DENIED');
+  if (!refused || !elsewhere || !options.credentials || options.source?.credentials) return err;
   const hint = `the credentials given go to ${dstRef.registry}, the destination; give the source's with --src-creds (source.credentials)`;
-  return new CkptError('UNAUTHORIZED', `${err.detail} (${hint})`, { subject: err.subject, cause: err });
+  return new CkptError(err.code, `${err.detail} (${hint})`, { subject: err.subject, cause: err });
 }
 
 async function copyChecked(sourceInput: string, destination: string, options: CopyOptions): Promise<CopyResult> {

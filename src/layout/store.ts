@@ -87,7 +87,7 @@ export class OciLayout implements Target {
       } catch (err) {
         // Only a layout gone under us (ENOENT) is made again; permission denied and the like are reported.
         const gone = (err as NodeJS.ErrnoException).code === 'ENOENT' || (err instanceof CkptError && err.code === 'NOT_FOUND');
-        if (!gone || (await layoutState(layout.dir)) !== 'missing') throw fromSystemError(err, dir, true);
+        if (!gone || (await layoutState(layout.dir)) !== 'missing') throw fromSystemError(err, layout.name, true);
       }
       // A failed build elsewhere removed or emptied the layout in between: make it again.
       if (attempt === 3) throw new CkptError('WRITE_FAILED', 'the layout was removed while it was opened, three times', { subject: layout.name });
@@ -194,7 +194,7 @@ export class OciLayout implements Target {
       // An abort settles pipeline() before the stream has closed its file.
       if (file && !file.closed) await new Promise<void>((closed) => file?.once('close', () => closed()));
       await rm(temp, { force: true });
-      throw fromSystemError(err, this.dir, true);
+      throw fromSystemError(err, this.name, true);
     } finally {
       // Leave no trace of the ingest area once nothing is in flight.
       if (--this.#writing === 0) await rmdir(ingestDir).catch(() => undefined);
@@ -463,7 +463,7 @@ async function layoutState(dir: string): Promise<'missing' | 'empty' | 'partial'
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return 'missing';
     if (code === 'ENOTDIR') return 'other';
-    throw fromSystemError(err, dir);
+    throw fromSystemError(err, `oci:${dir}`);
   }
   const lasting = entries.filter((name) => !transient(name));
   if (lasting.length === 0) return 'empty';
@@ -479,7 +479,7 @@ async function layoutState(dir: string): Promise<'missing' | 'empty' | 'partial'
   }
   const marker = parseJson(LayoutMarkerSchema, bytes, join(dir, LAYOUT_FILE), 'NOT_LAYOUT');
   if (!marker.imageLayoutVersion.startsWith('1.')) {
-    throw new CkptError('NOT_LAYOUT', `unsupported imageLayoutVersion ${marker.imageLayoutVersion}`, { subject: dir });
+    throw new CkptError('NOT_LAYOUT', `unsupported imageLayoutVersion ${marker.imageLayoutVersion}`, { subject: `oci:${dir}` });
   }
   return 'layout';
 }

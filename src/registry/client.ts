@@ -1,7 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { rootCertificates } from 'node:tls';
+import { connect as tlsConnect, rootCertificates } from 'node:tls';
 import type { Readable } from 'node:stream';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { Agent, buildConnector, request, type Dispatcher } from 'undici';
 import { CkptError } from '../errors.js';
 import { abortable } from './abortable.js';
@@ -42,25 +42,31 @@ export interface RegistryRequest {
 const MAX_REDIRECTS = 5;
 const ERROR_BODY_LIMIT = 64 * 1024;
 
-/**
- * Errors of an HTTPS request to a server that speaks plain HTTP: it answers the TLS hello with
- * text, or drops the connection. An alert (a client certificate it wants, a version it refuses),
- * or a connection closed once TLS was set up, comes from a TLS server: no reason to go plain.
- */
-const NOT_TLS = new Set(['EPROTO', 'ECONNRESET', 'ERR_SSL_WRONG_VERSION_NUMBER', 'ERR_SSL_PACKET_LENGTH_TOO_LONG', 'ERR_SSL_HTTP_REQUEST']);
+/** What a server that speaks plain HTTP does with a TLS hello: answers it with text, or drops the connection. */
+const NOT_TLS = new Set(['ECONNRESET', 'ERR_SSL_WRONG_VERSION_NUMBER']);
 
 /**
- * Whether a host where plain HTTP is allowed answers HTTPS at all. Any HTTP answer (even 401 or
- * 404) means yes; a handshake the other end answers with plain text means it only speaks HTTP.
+ * Whether a host where plain HTTP is allowed speaks TLS, asked of TLS itself: a handshake that
+ * completes, or that the server ends with an alert (a client certificate it wants), means yes,
+ * whatever happens next; only an answer in plain text, or a reset before the handshake, means
+ * no. Certificates are not checked here: the requests that follow check them. The socket is kept
+ * in `sockets`, so that close() ends a probe a silent registry never answers.
  */
-async function speaksTls(base: URL, agent: Agent): Promise<boolean> {
-  try {
-    const res = await request(new URL('/v2/', base), { dispatcher: agent, method: 'GET', headersTimeout: 10_000 });
-    await res.body.dump();
-    return true;
-  } catch (err) {
-    return !NOT_TLS.has((err as { code?: string }).code ?? '');
-  }
+function speaksTls(base: URL, sockets: Set<Socket>): Promise<boolean> {
+  return new Promise((resolve) => {
+    const host = base.hostname.replace(/^\[|\]$/g, '');
+    const socket = tlsConnect({ host, port: Number(base.port || 443), servername: isIP(host) ? undefined : host, rejectUnauthorized: false });
+    sockets.add(socket);
+    const done = (tls: boolean) => {
+      socket.destroy();
+      sockets.delete(socket);
+      resolve(tls);
+    };
+    socket.setTimeout(10_000, () => done(true));
+    socket.once('secureConnect', () => done(true));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(!NOT_TLS.has(err.code ?? '')));
+    socket.once('close', () => done(true));
+  });
 }
 
 /**
@@ -96,6 +102,8 @@ export class RegistryClient {
   /** The pool, as soon as it exists: close() destroys it even while the HTTPS probe of a host that may speak plain HTTP still waits. */
   #agent: Agent | undefined;
   readonly #sockets = new Set<Socket>();
+  /** Whether certs.d gave a client certificate, which changes what a refused TLS connection means. */
+  #clientCert = false;
 
   constructor(registry: string, options: RegistryOptions = {}) {
     this.registry = registry;
@@ -142,7 +150,8 @@ export class RegistryClient {
           await sleep(retryDelay(attempt, policy), req.signal, req.subject);
           continue;
         }
-        throw transportError(err, describeRequest(method, url), req.subject, req.signal);
+        const tls = url.protocol === 'https:' ? { clientCert: this.#clientCert } : undefined;
+        throw transportError(err, describeRequest(method, url), req.subject, req.signal, tls);
       }
       const status = res.statusCode;
       if (status === 401 && sameHost) {
@@ -205,9 +214,10 @@ export class RegistryClient {
         rejectUnauthorized: this.options.tlsVerify && !settings.insecure,
         ...(settings.clientCert ? { cert: settings.clientCert.cert, key: settings.clientCert.key } : {}),
       };
+      this.#clientCert = settings.clientCert !== undefined;
       const agent = new Agent({ connect: trackingConnector({ ...tls, timeout: 30_000 }, this.#sockets), bodyTimeout: this.options.bodyTimeoutMs });
       this.#agent = agent;
-      if (settings.httpFallback && !(await speaksTls(base, agent))) base = new URL(`http://${base.host}`);
+      if (settings.httpFallback && !(await speaksTls(base, this.#sockets))) base = new URL(`http://${base.host}`);
       return { base, agent };
     });
     this.#connection = connection;

@@ -113,18 +113,30 @@ export function isNetworkError(err: unknown): boolean {
   return errorCode(err) !== undefined;
 }
 
-/** Wraps a thrown transport error as NETWORK (or ABORTED); CkptErrors pass through. */
-export function transportError(err: unknown, request: string, subject: string, signal?: AbortSignal): CkptError {
+/**
+ * What a server that wants a client certificate, and got none, does: an alert in the TLS 1.2
+ * handshake; in TLS 1.3, after it, a close undici reports as the other side closing.
+ */
+const REFUSED_HANDSHAKE = new Set(['ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE', 'ERR_SSL_SSLV3_ALERT_BAD_CERTIFICATE', 'ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED']);
+
+/**
+ * Wraps a thrown transport error as NETWORK (or ABORTED); CkptErrors pass through. `tls`: the
+ * request went over HTTPS, with or without a client certificate, which says what a close means.
+ */
+export function transportError(err: unknown, request: string, subject: string, signal?: AbortSignal, tls?: { clientCert: boolean }): CkptError {
   if (err instanceof CkptError) return err;
   if (signal?.aborted || isAbortError(err)) return new CkptError('ABORTED', `${request}: aborted`, { subject, cause: err });
   const code = errorCode(err) ?? ((err as NodeJS.ErrnoException | undefined)?.code ?? 'error');
-  // OpenSSL's text for a plain-HTTP answer to HTTPS names its own source file and no remedy.
+  const wantsCert = (does: string) => (tls && !tls.clientCert ? ` (a registry that wants a client certificate ${does}: certs.d/HOST:PORT/NAME.cert and NAME.key give one)` : '');
+  // OpenSSL's own text names its source files and no remedy.
   if (code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
-    const why = 'the registry answered HTTPS in plain HTTP: give --plain-http, or mark it insecure = true in registries.conf';
-    return new CkptError('NETWORK', `${request}: ${why}`, { subject, cause: err });
+    const why = 'the other end answered in plain text, not TLS (if the registry serves plain HTTP: --plain-http, or insecure = true in registries.conf)';
+    return new CkptError('NETWORK', redact(`${request}: ${why}`), { subject, cause: err });
+  }
+  if (REFUSED_HANDSHAKE.has(code)) {
+    return new CkptError('NETWORK', redact(`${request}: the registry refused the TLS handshake (${code})${wantsCert('does so')}`), { subject, cause: err });
   }
   const message = err instanceof Error ? err.message : String(err);
-  // TLS 1.3 tells a client without an acceptable certificate so only after the handshake: undici sees the close.
-  const hint = code === 'UND_ERR_SOCKET' ? ' (a registry that wants a client certificate closes the connection so: certs.d/HOST:PORT/*.cert and *.key give one)' : '';
+  const hint = code === 'UND_ERR_SOCKET' ? wantsCert('closes the connection so') : '';
   return new CkptError('NETWORK', redact(`${request}: ${code}: ${message}${hint}`), { subject, cause: err });
 }

@@ -232,7 +232,7 @@ describe('bad destinations', () => {
     const out = join(dir, 'layout');
     for (const command of [['build', fixture('crio-counter.tar'), `oci:${out}:t`, '--no-host-info'], ['copy', `oci:${fixture('podman-image-layout')}:counter-ckpt`, `oci:${out}:t`]]) {
       const run = await execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'node', CKPT, ...command], { reject: false });
-      expect(run.stderr).toBe(`ckpt: ${out}: permission denied`);
+      expect(run.stderr).toBe(`ckpt: oci:${out}: permission denied`);
       expect(run.exitCode).toBe(8);
     }
   });

@@ -264,8 +264,11 @@ describe('authentication and TLS', () => {
       const target = `${issued.host}/ckpt/issued:v1`;
       const pushed = await ckpt(['push', fixture('crio-counter.tar'), target, '--ca-file', chain.issuingCa, '-q']);
       expect(pushed.exitCode, pushed.stderr).toBe(0);
-      // Not any CA: without it, refused.
-      expect((await ckpt(['inspect', target])).exitCode).toBe(6);
+      // Not any CA: without it, refused for its certificate, not downgraded to plain HTTP.
+      const refused = await ckpt(['inspect', target]);
+      expect(refused.exitCode).toBe(6);
+      expect(refused.stderr).toMatch(/issuer certificate|UNABLE_TO_/);
+      expect(refused.stderr).not.toContain('HTTP 400');
     } finally {
       await issued.stop();
     }

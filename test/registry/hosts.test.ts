@@ -242,7 +242,9 @@ describe('certificates', () => {
   });
 
   it('loads a client certificate and its key, refusing a key that is another\'s or broken, naming it', async () => {
-    const made = await makeTlsFiles(await mkdtemp(join(tmpdir(), 'ckpt-hosts-pki-')));
+    const pki = join(root, 'pki');
+    await mkdir(pki);
+    const made = await makeTlsFiles(pki);
     const cert = await readFile(made.clientCert, 'utf8');
     await put('docker/certs.d/registry.example.com/client.cert', cert);
     const keyFile = await put('docker/certs.d/registry.example.com/client.key', await readFile(made.clientKey, 'utf8'));

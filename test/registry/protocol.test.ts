@@ -64,8 +64,19 @@ describe('error mapping', () => {
     const err = transportError(openssl, 'GET 192.0.2.2:5000/v2/', '192.0.2.2:5000/x/y:v1');
     expect(err.code).toBe('NETWORK');
     expect(err.message).toBe(
-      '192.0.2.2:5000/x/y:v1: GET 192.0.2.2:5000/v2/: the registry answered HTTPS in plain HTTP: give --plain-http, or mark it insecure = true in registries.conf',
+      '192.0.2.2:5000/x/y:v1: GET 192.0.2.2:5000/v2/: the other end answered in plain text, not TLS (if the registry serves plain HTTP: --plain-http, or insecure = true in registries.conf)',
     );
+  });
+
+  it('suggests a client certificate for a refused or closed TLS connection only where none was sent', () => {
+    const closed = Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' });
+    const alert = Object.assign(new Error('error:0A000410:SSL routines::sslv3 alert handshake failure:ssl/record/rec_layer_s3.c:1601'), { code: 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE' });
+    for (const err of [closed, alert]) {
+      expect(transportError(err, 'GET h/v2/', 's', undefined, { clientCert: false }).message).toContain('client certificate');
+      expect(transportError(err, 'GET h/v2/', 's', undefined, { clientCert: true }).message).not.toContain('client certificate');
+      expect(transportError(err, 'GET h/v2/', 's').message).not.toContain('client certificate');
+    }
+    expect(transportError(alert, 'GET h/v2/', 's').message).toBe('s: GET h/v2/: the registry refused the TLS handshake (ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE)');
   });
 
   it('redacts credentials that a registry echoes', () => {

@@ -7,7 +7,7 @@ export function registerLogin(cli: Command, signal: AbortSignal): void {
     .command('login')
     .description('Check credentials against a registry and store them in the containers auth file (like podman login)')
     .argument('<registry>', 'HOST[:PORT], a name alone, a URL, or HOST/NAMESPACE (for that namespace only, as podman login)');
-  addRegistryFlags(login);
+  addRegistryFlags(login, true);
   // The shared flag reads credentials; here it names the file they are stored in.
   const authfile = login.options.find((option) => option.long === '--authfile');
   if (authfile) authfile.description = 'auth file to store the credentials in (created if missing)';
