@@ -93,17 +93,22 @@ function freeConnection(): Promise<void> {
   return nextTurn();
 }
 
+/** A registry's pool, the URL its requests go to, and whether they carry a client certificate. */
+interface Connection {
+  base: URL;
+  agent: Agent;
+  clientCert: boolean;
+}
+
 export class RegistryClient {
   /** The registry as the user names it (`docker.io`, `127.0.0.1:5000`). */
   readonly registry: string;
   readonly options: ResolvedOptions;
   readonly #auth: Authenticator;
-  #connection: Promise<{ base: URL; agent: Agent }> | undefined;
+  #connection: Promise<Connection> | undefined;
   /** The pool, as soon as it exists: close() destroys it even while the HTTPS probe of a host that may speak plain HTTP still waits. */
   #agent: Agent | undefined;
   readonly #sockets = new Set<Socket>();
-  /** Whether certs.d gave a client certificate, which changes what a refused TLS connection means. */
-  #clientCert = false;
 
   constructor(registry: string, options: RegistryOptions = {}) {
     this.registry = registry;
@@ -118,7 +123,7 @@ export class RegistryClient {
 
   async send(req: RegistryRequest): Promise<Response> {
     // A registry that accepts connections and then says nothing must not hold an abort up.
-    const { agent, base } = await abortable(this.#connect(), req.signal, req.subject);
+    const { agent, base, clientCert } = await abortable(this.#connect(), req.signal, req.subject);
     let url = typeof req.url === 'string' && req.url.startsWith('/') ? new URL(req.url, base) : new URL(req.url);
     const replayable = req.body === undefined || Buffer.isBuffer(req.body);
     const retry = req.retry ?? replayable;
@@ -150,7 +155,7 @@ export class RegistryClient {
           await sleep(retryDelay(attempt, policy), req.signal, req.subject);
           continue;
         }
-        const tls = url.protocol === 'https:' ? { clientCert: this.#clientCert } : undefined;
+        const tls = url.protocol === 'https:' ? { clientCert } : undefined;
         throw transportError(err, describeRequest(method, url), req.subject, req.signal, tls);
       }
       const status = res.statusCode;
@@ -198,7 +203,7 @@ export class RegistryClient {
     await connection?.catch(() => undefined);
   }
 
-  #connect(): Promise<{ base: URL; agent: Agent }> {
+  #connect(): Promise<Connection> {
     if (this.#connection) return this.#connection;
     const connection = this.options.hostSettings(this.registry).then(async (settings) => {
       // Closed while the host's settings were read: no pool that nothing would destroy.
@@ -214,11 +219,11 @@ export class RegistryClient {
         rejectUnauthorized: this.options.tlsVerify && !settings.insecure,
         ...(settings.clientCert ? { cert: settings.clientCert.cert, key: settings.clientCert.key } : {}),
       };
-      this.#clientCert = settings.clientCert !== undefined;
       const agent = new Agent({ connect: trackingConnector({ ...tls, timeout: 30_000 }, this.#sockets), bodyTimeout: this.options.bodyTimeoutMs });
       this.#agent = agent;
       if (settings.httpFallback && !(await speaksTls(base, this.#sockets))) base = new URL(`http://${base.host}`);
-      return { base, agent };
+      // Whether certs.d gave a client certificate changes what a refused TLS connection means.
+      return { base, agent, clientCert: settings.clientCert !== undefined };
     });
     this.#connection = connection;
     return connection;

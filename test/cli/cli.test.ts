@@ -11,6 +11,7 @@ import { InspectResultSchema } from '../../src/commands/inspect.js';
 import { push } from '../../src/commands/push.js';
 import { reportError } from '../../src/cli/errors.js';
 import { CkptError } from '../../src/errors.js';
+import { interruptAfter } from '../helpers/interrupt.js';
 import { CKPT, ckpt, extractFixture, fixture, tempDir } from '../helpers/tree.js';
 
 describe('ckpt inspect', () => {
@@ -184,16 +185,9 @@ describe('command line', () => {
   });
 
   it('SIGINT while --password-stdin waits for a password that never comes: exit 130 at once', async () => {
-    // stdin a pipe the test keeps open, as a terminal where no one types.
-    const child = spawn(process.execPath, [CKPT, 'login', 'localhost:1', '-u', 'bob', '--password-stdin'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    await sleep(1000);
-    const sent = Date.now();
-    child.kill('SIGINT');
-    const [code] = (await once(child, 'close')) as [number | null];
+    const { code, stderr, ms } = await interruptAfter(['login', 'localhost:1', '-u', 'bob', '--password-stdin'], 1000);
     expect(code, stderr).toBe(130);
-    expect(Date.now() - sent).toBeLessThan(1000);
+    expect(ms).toBeLessThan(1000);
     expect(stderr).toBe('ckpt: --password-stdin: interrupted (SIGINT)\n');
   });
 

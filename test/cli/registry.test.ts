@@ -1,13 +1,11 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { copyFile, mkdir, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeIssuedChain } from '../helpers/certs.js';
 import { DEFAULT_USERS, type RegistryServer, startRegistry } from '../helpers/registry.js';
-import { CKPT, ckpt, fixture, tempDir } from '../helpers/tree.js';
+import { interruptAfter } from '../helpers/interrupt.js';
+import { ckpt, fixture, tempDir } from '../helpers/tree.js';
 
 const [USER, PASSWORD] = Object.entries(DEFAULT_USERS)[0] as [string, string];
 
@@ -342,15 +340,9 @@ describe('a registry that stops answering', () => {
       registry.signal('SIGSTOP');
       const image = `${registry.host}/ckpt/counter:v1`;
       for (const args of [['inspect', image], ['pull', image, join(work, 'counter')], ['push', fixture('podman-counter.tar'), image]]) {
-        const child = spawn(process.execPath, [CKPT, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-        let stderr = '';
-        child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-        await sleep(1500);
-        const sent = Date.now();
-        child.kill('SIGINT');
-        const [code] = (await once(child, 'close')) as [number | null];
+        const { code, stderr, ms } = await interruptAfter(args, 1500);
         expect(code, `${args[0]}: ${stderr}`).toBe(130);
-        expect(Date.now() - sent, args[0]).toBeLessThan(1000);
+        expect(ms, args[0]).toBeLessThan(1000);
         expect(stderr).toMatch(/^ckpt: .*: interrupted \(SIGINT\)\n$/);
       }
       expect(await readdir(work)).toEqual([]);
