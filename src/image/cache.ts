@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { CheckpointMetadataSchema, type HostInfo, HostInfoSchema } from '../checkpoint/schemas.js';
 import { DescriptorSchema } from '../oci/schemas.js';
 import type { WrittenLayer } from './layer.js';
+import { PRIVATE_DIR, PRIVATE_FILE } from '../fs/private-modes.js';
 
 /**
  * Remembers which layers a checkpoint gave, keyed by the source's identity (path, size, times,
@@ -71,8 +72,8 @@ export class BuildCache {
   async #write(file: string, entry: unknown): Promise<void> {
     const temp = join(this.dir, `.${file}.${randomUUID()}`);
     try {
-      await mkdir(this.dir, { recursive: true, mode: 0o700 });
-      await writeFile(temp, JSON.stringify(entry), { mode: 0o600 });
+      await mkdir(this.dir, { recursive: true, mode: PRIVATE_DIR });
+      await writeFile(temp, JSON.stringify(entry), { mode: PRIVATE_FILE });
       await rename(temp, join(this.dir, file));
     } catch {
       await rm(temp, { force: true });

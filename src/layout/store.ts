@@ -14,6 +14,7 @@ import { ownedName, removeOrphans } from '../fs/owned-names.js';
 import { withLockFile } from './lock-file.js';
 import { createWhole } from '../fs/create-whole.js';
 import { USERS_DIR, hasUsers, markUser, unmarkUser } from './users.js';
+import { PRIVATE_DIR } from '../fs/private-modes.js';
 
 const LAYOUT_FILE = 'oci-layout';
 const INDEX_FILE = 'index.json';
@@ -392,7 +393,9 @@ async function tagCount(dir: string): Promise<number | undefined> {
 /**
  * Writes a new layout's skeleton. A missing directory is made beside it and renamed into place, so
  * another process creating the same layout at once never sees it half made and either one's copy
- * serves both; an existing empty directory (a mount point, say) is filled in place.
+ * serves both; an existing empty directory (a mount point, say) is filled in place and keeps its
+ * mode. A directory made here is private (0700), as a pull's directory is: its blobs hold a
+ * process's memory, which Podman exports as a 0600 archive.
  */
 async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<void> {
   const fill = async (into: string) => {
@@ -408,6 +411,7 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
   await makeDirectories(dirname(dir));
   const temp = join(dirname(dir), `.${basename(dir)}.${ownedName()}`);
   try {
+    await mkdir(temp, { mode: PRIVATE_DIR });
     await fill(temp);
     await rename(temp, dir);
   } catch (err) {

@@ -4,6 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { CkptError, fromSystemError } from '../errors.js';
 import { ownedName, removeOrphans } from '../fs/owned-names.js';
+import { PRIVATE_DIR, PRIVATE_FILE } from '../fs/private-modes.js';
 
 /**
  * The auth files that Podman, Skopeo and Docker share (containers-auth.json(5) and Docker's
@@ -216,13 +217,13 @@ async function writeAuthFile(file: string, contents: AuthFile): Promise<void> {
   const dir = dirname(file);
   const temp = join(dir, `${tempPrefix(file)}${ownedName()}`);
   try {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR });
     // A killed login's copy holds every credential: the next write removes it.
     await removeOrphans(dir, tempPrefix(file));
-    const handle = await open(temp, 'wx', 0o600);
+    const handle = await open(temp, 'wx', PRIVATE_FILE);
     try {
       // The umask cannot widen the mode, but chmod makes it exactly 0600 whatever the umask.
-      await handle.chmod(0o600);
+      await handle.chmod(PRIVATE_FILE);
       await handle.writeFile(`${JSON.stringify(contents, null, '\t')}\n`);
       await handle.sync();
     } finally {

@@ -6,6 +6,7 @@ import type { SourceEntry, TreeEntry } from '../checkpoint/entry.js';
 import { CkptError, fromSystemError } from '../errors.js';
 import { corruptArchive, readTar } from './read.js';
 import { assertNotThroughLink, safeEntryPath } from './safety.js';
+import { PRIVATE_DIR, PRIVATE_FILE } from '../fs/private-modes.js';
 
 /**
  * Safe extraction of a tar stream into a directory, with the rules of node-tar's unpack and the
@@ -23,10 +24,7 @@ const OPAQUE_WHITEOUT = '.wh..wh..opq';
 
 /** O_EXCL and O_NOFOLLOW: a file is only ever created, never opened through whatever is in the way. */
 const CREATE_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-
-/** While being written, files and directories are private; their own modes come at the end. */
-const PRIVATE_FILE = 0o600;
-const PRIVATE_DIR = 0o700;
+// Files and directories are created private (PRIVATE_FILE, PRIVATE_DIR); their own modes come at the end.
 
 export interface ExtractOptions {
   /** The archive or layer being read, named in messages about its entries. */

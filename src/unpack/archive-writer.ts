@@ -11,6 +11,7 @@ import { tarHeader } from '../tar/header.js';
 import { corruptArchive } from '../tar/read.js';
 import { TAR_END, tarPadding, ustarFileHeader } from '../tar/ustar.js';
 import { ArchiveTree } from './archive-tree.js';
+import { PRIVATE_FILE } from '../fs/private-modes.js';
 
 /** Adds one entry (with its content for a file) to the archive, named `subject` in messages. */
 export type AddEntry = (source: TarEntry, subject: string) => Promise<void>;
@@ -36,7 +37,7 @@ export async function writeArchive(
   const combined = signal ? AbortSignal.any([signal, stop.signal]) : stop.signal;
   // Every request and stream of the work listens to it; many at once are normal, not a leak.
   setMaxListeners(256, combined);
-  const file = new ArchiveFile(path, await open(path, 'wx', 0o600), stop);
+  const file = new ArchiveFile(path, await open(path, 'wx', PRIVATE_FILE), stop);
   const tree = new ArchiveTree(exclusive);
   const stats: ArchiveStats = { entries: 0, bytes: 0 };
   const add: AddEntry = async (source, subject) => {

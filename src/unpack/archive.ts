@@ -11,6 +11,7 @@ import { assertHoldsCheckpoint } from './holds-checkpoint.js';
 import { readLayer } from './layer.js';
 import { type NormalisedUnpackOptions, normaliseUnpackOptions, type UnpackOptions } from './options.js';
 import { planUnpack, type UnpackPlan } from './plan.js';
+import { PRIVATE_DIR } from '../fs/private-modes.js';
 
 /**
  * Unpacks a checkpoint image into one uncompressed tar at `destTar` in the kubelet's layout (the
@@ -78,7 +79,7 @@ function streamedEntries(target: ReadOnlyTarget, plan: UnpackPlan, opts: Normali
 /** The merged tree of stacked layers, extracted to `scratch` (mode 0700) and read back in name order. */
 function mergedEntries(target: ReadOnlyTarget, plan: UnpackPlan, scratch: string, path: string, opts: NormalisedUnpackOptions) {
   return async (add: AddEntry, signal: AbortSignal): Promise<void> => {
-    await mkdir(scratch, { mode: 0o700 });
+    await mkdir(scratch, { mode: PRIVATE_DIR });
     await extractLayers(target, plan, scratch, path, { ...opts, signal });
     for await (const entry of new DirectorySource(scratch).entries(signal)) await add(entry, scratch);
   };

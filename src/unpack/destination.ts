@@ -4,9 +4,6 @@ import { basename, dirname, join } from 'node:path';
 import { CkptError, fromSystemError } from '../errors.js';
 import { ownedName, removeOrphans } from '../fs/owned-names.js';
 
-/** A checkpoint tree holds every secret of the process: only its owner may enter it. */
-export const TREE_MODE = 0o700;
-
 /**
  * Where a pull writes before its output is complete: a hidden sibling of the destination, so that
  * the final rename stays on one file system and is atomic. It names this process (ownedName), so that

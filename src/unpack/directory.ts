@@ -12,7 +12,6 @@ import {
   removeAbandonedSiblings,
   removeQuietly,
   tempSibling,
-  TREE_MODE,
 } from './destination.js';
 import { abandonInPlace, commitInPlace, type InPlace, removeAbandonedInPlace, startInPlace } from './in-place.js';
 import { assertHoldsCheckpoint } from './holds-checkpoint.js';
@@ -20,6 +19,7 @@ import { readLayer } from './layer.js';
 import { type NormalisedUnpackOptions, normaliseUnpackOptions, type UnpackOptions } from './options.js';
 import { mapLimited } from './parallel.js';
 import { planUnpack, type UnpackPlan } from './plan.js';
+import { PRIVATE_DIR } from '../fs/private-modes.js';
 
 export interface UnpackResult {
   /** The output's final path. */
@@ -53,7 +53,7 @@ export async function unpackToDirectory(
   const place: InPlace | undefined = (await fillsInPlace(path)) ? await startInPlace(path) : undefined;
   const temp = place?.temp ?? tempSibling(path);
   try {
-    await mkdir(temp, { mode: TREE_MODE });
+    await mkdir(temp, { mode: PRIVATE_DIR });
   } catch (err) {
     if (place) await abandonInPlace(place);
     throw fromSystemError(err, path, true);
@@ -66,7 +66,7 @@ export async function unpackToDirectory(
     if (place) {
       await commitInPlace(place);
     } else {
-      await chmod(temp, TREE_MODE);
+      await chmod(temp, PRIVATE_DIR);
       await commitDirectory(temp, path);
     }
     return {

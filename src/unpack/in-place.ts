@@ -5,7 +5,8 @@ import { z } from 'zod';
 import { CkptError, fromSystemError } from '../errors.js';
 import { createWhole } from '../fs/create-whole.js';
 import { HOLDER, isRunning, ownedBy, ownedName, removeOrphans } from '../fs/owned-names.js';
-import { siblingPrefix, TREE_MODE } from './destination.js';
+import { siblingPrefix } from './destination.js';
+import { PRIVATE_DIR } from '../fs/private-modes.js';
 
 /**
  * A pull into an existing empty directory that cannot be renamed over (a mount point, such as a
@@ -35,7 +36,7 @@ function marker(dest: string): string {
 export async function startInPlace(dest: string): Promise<InPlace> {
   try {
     const { mode } = await stat(dest);
-    await chmod(dest, TREE_MODE);
+    await chmod(dest, PRIVATE_DIR);
     return { dest, temp: join(dest, `${siblingPrefix(dest)}${ownedName()}`), mode: mode & 0o7777 };
   } catch (err) {
     throw fromSystemError(err, dest, true);

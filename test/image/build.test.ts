@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -83,6 +83,17 @@ describe('build from every fixture into an OCI layout', () => {
     expect(fromImage.descriptor.digest).toBe(fromDir.descriptor.digest);
     const fromArchive = await build(archive, `oci:${layout}:raw-archive`, { hostInfo: false });
     expect(fromArchive.metadata.checkpointed).toBe(fromDir.metadata.checkpointed);
+  });
+
+  it('makes a new layout readable by its owner only, and leaves the mode of an existing empty directory alone', async () => {
+    const made = join(await tempDir(), 'private');
+    await build(fixture('podman-counter.tar'), `oci:${made}:v1`, { hostInfo: false });
+    expect((await stat(made)).mode & 0o777).toBe(0o700);
+    const shared = join(await tempDir(), 'shared');
+    await mkdir(shared, { mode: 0o755 });
+    await chmod(shared, 0o755);
+    await build(fixture('podman-counter.tar'), `oci:${shared}:v1`, { hostInfo: false });
+    expect((await stat(shared)).mode & 0o777).toBe(0o755);
   });
 
   it('keeps several tags in one layout and adds to it', async () => {
