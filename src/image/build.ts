@@ -130,8 +130,11 @@ class LayerPlacement {
     if (entry.type === 'hardlink') {
       const target = safeEntryPath(entry.linkname ?? '', this.subject);
       const to = this.#placed.get(target);
-      // Page layers are cut by size and written apart: only the metadata and rootfs-diff layers are one each.
-      if (to?.entry.type !== 'file' || to.role !== role || role === 'pages') {
+      // Page layers are cut by size and written apart: only the metadata and rootfs-diff layers are
+      // one each. A link to a link placed before (tar writers other than GNU's chain them) is a link
+      // to that one's file, as a pull and every runtime read it.
+      const linkable = to?.entry.type === 'file' || to?.entry.type === 'hardlink';
+      if (!linkable || to.role !== role || role === 'pages') {
         throw new CkptError('UNSUPPORTED', `entry ${JSON.stringify(entry.path)} is a hard link to ${JSON.stringify(target)}, which is not a file before it in the same layer of the image; archive the checkpoint with tar --hard-dereference`, {
           subject: this.subject,
         });
