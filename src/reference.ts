@@ -77,7 +77,28 @@ export function parseLayoutReference(input: string): LayoutReference {
   return { kind: 'layout', dir, tag, digest };
 }
 
+/**
+ * Refuses `user:password@host…`, credentials written into an address, naming it with them
+ * redacted: they would otherwise be printed back as part of a reference that does not parse.
+ * In a reference (`withDigest`) an `@` at the end may also start a digest: then only one followed
+ * by a path, or by a host alone, is taken for credentials.
+ */
+export function refuseCredentialsIn(input: string, remedy: string, withDigest: boolean): void {
+  const scheme = /^(?:https?|docker):\/\//.exec(input)?.[0] ?? '';
+  const address = input.slice(scheme.length);
+  const slash = address.indexOf('/');
+  const first = slash < 0 ? address : address.slice(0, slash);
+  const at = first.lastIndexOf('@');
+  if (at < 0) return;
+  const after = first.slice(at + 1);
+  if (withDigest && slash < 0 && (isDigest(after) || !HOST_RE.test(after))) return;
+  throw new CkptError('USAGE', `a registry address holds no credentials: ${remedy}`, {
+    subject: `${scheme}[redacted]@${address.slice(at + 1)}`,
+  });
+}
+
 export function parseRegistryReference(input: string): RegistryReference {
+  refuseCredentialsIn(input, 'give them with --creds, or store them with ckpt login', true);
   const body = input.startsWith('docker://') ? input.slice('docker://'.length) : input;
   const { name, tag, digest } = splitTagAndDigest(input, body);
   const parts = name.split('/');

@@ -66,7 +66,9 @@ const PRINTED = new Set(['commander.help', 'commander.helpDisplayed', 'commander
 function usageError(err: CommanderError, cli: Command, argv: string[]): CkptError {
   const first = argv.find((arg) => !arg.startsWith('-'));
   const command = cli.commands.find((c) => c.name() === first)?.name();
-  const what = err.message.replace(/^error: /, '');
+  // Commander quotes a token it refused whole: `--creds=USER:PASSWORD` given where no --creds is
+  // must not print the password, so an option's value is cut off, as pflag does in Podman.
+  const what = err.message.replace(/^error: /, '').replace(/'(-[^'=\s]+)=[^']*'/g, "'$1'");
   return new CkptError('USAGE', `${what} (see ckpt ${command ? `${command} ` : ''}--help)`, { subject: command });
 }
 

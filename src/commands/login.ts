@@ -1,5 +1,5 @@
 import { CkptError } from '../errors.js';
-import { parseRegistryHost } from '../reference.js';
+import { parseRegistryHost, refuseCredentialsIn } from '../reference.js';
 import { type AuthFileOptions, removeCredential, storeCredential } from '../registry/auth-file.js';
 import { RegistryClient } from '../registry/client.js';
 import { REGISTRY_ACCESS_NAMES, type RegistryAccess, registryOptions } from '../target/open.js';
@@ -31,15 +31,11 @@ const LOGOUT_OPTIONS: OptionsSpec = { kind: 'command', names: optionNames<Logout
  * for the repositories below it. A tag or digest has no place in it (storeCredential refuses it).
  */
 export function authKey(input: string): string {
+  refuseCredentialsIn(input, 'give them with --creds or --password-stdin', false);
   const url = /^https?:\/\//.test(input);
   const path = input.replace(/^https?:\/\//, '').replace(/\/+$/, '');
   const slash = path.indexOf('/');
   const host = slash < 0 ? path : path.slice(0, slash);
-  if (host.includes('@')) {
-    throw new CkptError('USAGE', 'a registry address holds no credentials: give them with --creds or --password-stdin', {
-      subject: input.replace(/^(https?:\/\/)?[^/]*@/, '$1[redacted]@'),
-    });
-  }
   // A URL names a registry, whatever its path (Docker's https://index.docker.io/v1/).
   if (slash < 0 || url) return parseRegistryHost(host);
   const namespace = path.slice(slash + 1);

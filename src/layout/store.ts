@@ -1,5 +1,5 @@
 import type { WriteStream } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { chmod, type FileHandle, mkdir, open, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { PassThrough, Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -319,10 +319,10 @@ async function createTemp(dir: string, path: string): Promise<WriteStream> {
  * unless another process has it open for writing, has tagged into it or is writing a blob to it.
  * It looks under index.json.lock, which every process takes to mark a layout as in use or to tag
  * it; the layout is moved aside before it is deleted, so the lock is held for a rename only. A
- * layout half made, or whose index cannot be read, is left alone.
+ * layout half made, or whose index cannot be read, is left alone. True when it was removed.
  */
-export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise<void> {
-  if ((await layoutState(dir).catch(() => 'other')) !== 'layout') return;
+export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise<boolean> {
+  if ((await layoutState(dir).catch(() => 'other')) !== 'layout') return false;
   const used = async () =>
     (await hasUsers(dir)) || (await stat(join(dir, INGEST_DIR)).then(() => true, () => false)) || (await tagCount(dir)) !== 0;
   // A mount point, say, stays: what it holds goes aside inside it, where nothing looks.
@@ -348,6 +348,7 @@ export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise
     if (await stat(join(dir, LOCK_FILE)).then(() => false, () => true)) await moveAside();
   }
   if (moved) await rm(aside, { recursive: true, force: true });
+  return moved;
 }
 
 function isOutOfSpace(err: unknown): boolean {
@@ -393,9 +394,9 @@ async function tagCount(dir: string): Promise<number | undefined> {
 /**
  * Writes a new layout's skeleton. A missing directory is made beside it and renamed into place, so
  * another process creating the same layout at once never sees it half made and either one's copy
- * serves both; an existing empty directory (a mount point, say) is filled in place and keeps its
- * mode. A directory made here is private (0700), as a pull's directory is: its blobs hold a
- * process's memory, which Podman exports as a 0600 archive.
+ * serves both; an existing empty directory (a mount point, say) is filled in place. Either is made
+ * private (0700), as a pull's directory is: its blobs hold a process's memory, which Podman exports
+ * as a 0600 archive.
  */
 async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<void> {
   const fill = async (into: string) => {
@@ -407,7 +408,10 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
       await createWhole(join(into, name), JSON.stringify(content), join(into, `.${name}.${ownedName()}`));
     }
   };
-  if (state === 'empty') return fill(dir);
+  if (state === 'empty') {
+    await chmod(dir, PRIVATE_DIR);
+    return fill(dir);
+  }
   await makeDirectories(dirname(dir));
   const temp = join(dirname(dir), `.${basename(dir)}.${ownedName()}`);
   try {

@@ -93,7 +93,10 @@ export function parseJson<T extends z.ZodType>(
   try {
     value = JSON.parse(bytes.toString());
   } catch (err) {
-    throw new CkptError(code, `broken JSON: ${(err as Error).message}`, { subject, cause: err });
+    // Not the parser's message, nor the error as cause: V8 quotes the text around the fault, and a
+    // checkpoint's spec.dump holds the process's environment. Its position is enough.
+    const position = / at position (\d+)/.exec((err as Error).message)?.[1];
+    throw new CkptError(code, `broken JSON${position === undefined ? '' : ` at position ${position}`}`, { subject });
   }
   const result = schema.safeParse(value);
   if (!result.success) {

@@ -147,10 +147,14 @@ describe('bad checkpoint directories and metadata', () => {
   });
 
   for (const file of ['config.dump', 'spec.dump']) {
-    it(`broken ${file} JSON`, async () => {
+    it(`broken ${file} JSON, named without quoting the environment around the fault`, async () => {
       const dir = await extractFixture('podman-counter.tar');
       await writeFile(join(dir, file), '{"id": "abc", ');
       await buildFails(dir, 'INVALID_METADATA', new RegExp(`${file.replace('.', '\\.')}: broken JSON`));
+      await writeFile(join(dir, file), '{"process": {"env": ["PATH=/bin", DB_PASSWORD=hunter2]}}');
+      const err = await failure(inspect(dir));
+      expect(err.message).toMatch(new RegExp(`${file.replace('.', '\\.')}: broken JSON`));
+      expect(err.message).not.toMatch(/hunter2|DB_PASS/);
     });
   }
 

@@ -259,6 +259,9 @@ describe('command line', () => {
     expect(missing.stderr.split('\n')).toHaveLength(1);
     // The command is the first word, whatever words follow.
     expect((await ckpt(['push', 'build', 'host/x', '--bogus'])).stderr).toBe("ckpt: push: unknown option '--bogus' (see ckpt push --help)");
+    // An option given where it does not exist (copy's --src-creds to push) is named without its value.
+    const misplaced = await ckpt(['push', '--src-creds=alice:S3cret', 'build', 'host/x']);
+    expect(misplaced.stderr).toBe("ckpt: push: unknown option '--src-creds' (see ckpt push --help)");
     // No command: the help, and nothing after it.
     const none = await ckpt([]);
     expect(none.exitCode).toBe(2);

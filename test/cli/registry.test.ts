@@ -195,6 +195,13 @@ describe('authentication and TLS', () => {
     expect(inUrl.exitCode).toBe(2);
     expect(`${inUrl.stdout}${inUrl.stderr}`).not.toContain(PASSWORD);
     expect(inUrl.stderr).toContain('[redacted]@');
+    // Nor in an image reference, with a path after the host or without one.
+    for (const ref of [`${USER}:${PASSWORD}@${basic.host}/ckpt/x:v1`, `docker://${USER}:${PASSWORD}@${basic.host}`]) {
+      const inRef = await ckpt(['inspect', ref], { env });
+      expect(inRef.exitCode).toBe(2);
+      expect(inRef.stderr).toMatch(/^ckpt: (docker:\/\/)?\[redacted\]@127\.0\.0\.1:\d+(\/ckpt\/x:v1)?: a registry address holds no credentials/);
+      expect(inRef.stderr).not.toContain(PASSWORD);
+    }
   });
 
   it('token auth: a bearer token from the realm', async () => {

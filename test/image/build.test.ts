@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rm, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -85,15 +85,20 @@ describe('build from every fixture into an OCI layout', () => {
     expect(fromArchive.metadata.checkpointed).toBe(fromDir.metadata.checkpointed);
   });
 
-  it('makes a new layout readable by its owner only, and leaves the mode of an existing empty directory alone', async () => {
+  it('makes a new layout readable by its owner only, in an existing empty directory too, whose mode a failed build gives back', async () => {
     const made = join(await tempDir(), 'private');
     await build(fixture('podman-counter.tar'), `oci:${made}:v1`, { hostInfo: false });
     expect((await stat(made)).mode & 0o777).toBe(0o700);
-    const shared = join(await tempDir(), 'shared');
-    await mkdir(shared, { mode: 0o755 });
-    await chmod(shared, 0o755);
-    await build(fixture('podman-counter.tar'), `oci:${shared}:v1`, { hostInfo: false });
-    expect((await stat(shared)).mode & 0o777).toBe(0o755);
+    const existing = join(await tempDir(), 'existing');
+    await mkdir(existing);
+    await chmod(existing, 0o755);
+    const truncated = join(await tempDir(), 'truncated.tar');
+    await copyFile(fixture('podman-counter.tar'), truncated);
+    await truncate(truncated, 600_000);
+    await expect(build(truncated, `oci:${existing}:v1`, { hostInfo: false })).rejects.toThrow(/truncated or corrupt/);
+    expect([await readdir(existing), (await stat(existing)).mode & 0o777]).toEqual([[], 0o755]);
+    await build(fixture('podman-counter.tar'), `oci:${existing}:v1`, { hostInfo: false });
+    expect((await stat(existing)).mode & 0o777).toBe(0o700);
   });
 
   it('keeps several tags in one layout and adds to it', async () => {
