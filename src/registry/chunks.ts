@@ -83,6 +83,30 @@ export class ChunkReader {
     return into.subarray(0, filled);
   }
 
+  /**
+   * What is left of the stream, piece by piece as its source hands them over: not copied, so a
+   * piece stays valid however long the caller holds it. `read` must not be called once this is.
+   */
+  async *rest(): AsyncGenerator<Buffer> {
+    for (;;) {
+      const piece = this.#pieces.shift();
+      if (piece) {
+        const unread = piece.subarray(this.#used);
+        this.#queued -= piece.length;
+        this.#used = 0;
+        yield unread;
+        continue;
+      }
+      if (this.#error) throw this.#error;
+      if (this.#ended) return;
+      this.#wanted = 1;
+      await new Promise<void>((wake) => {
+        this.#wake = wake;
+        this.#source.resume();
+      });
+    }
+  }
+
   /** Stops reading and releases the source. */
   destroy(err?: Error): void {
     this.#source.destroy(err);

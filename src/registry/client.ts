@@ -104,6 +104,12 @@ export class RegistryClient {
   /** The registry as the user names it (`docker.io`, `127.0.0.1:5000`). */
   readonly registry: string;
   readonly options: ResolvedOptions;
+  /**
+   * Whether the registry takes blobs in several PATCHes: `accepted` once one took a second chunk,
+   * `refused` once one was refused (GHCR above 4 MiB, Artifact Registry never), after which
+   * uploads stream each blob in one PATCH, as docker and containers/image always do.
+   */
+  chunkedUploads: 'untried' | 'accepted' | 'refused' = 'untried';
   readonly #auth: Authenticator;
   #connection: Promise<Connection> | undefined;
   /** The pool, as soon as it exists: close() destroys it even while the HTTPS probe of a host that may speak plain HTTP still waits. */
@@ -185,9 +191,7 @@ export class RegistryClient {
         await sleep(retryDelay(attempt, policy, parseRetryAfter(res.headers['retry-after'])), req.signal, req.subject);
         continue;
       }
-      // The status is the answer; an error document cut short only loses its details.
-      const details = await readText(res, ERROR_BODY_LIMIT).catch(() => '');
-      throw responseError(status, details, describeRequest(method, url), req.subject);
+      throw await statusError(res, method, url, req.subject);
     }
   }
 
@@ -255,6 +259,13 @@ export class RegistryClient {
       }
     }
   };
+}
+
+/** The error an answer's status means, with what its error document says. */
+export async function statusError(res: Response, method: string, url: URL, subject: string): Promise<CkptError> {
+  // The status is the answer; an error document cut short only loses its details.
+  const details = await readText(res, ERROR_BODY_LIMIT).catch(() => '');
+  return responseError(res.statusCode, details, describeRequest(method, url), subject);
 }
 
 /** Reads at most `limit` bytes of a body as text and discards the rest. */

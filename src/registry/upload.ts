@@ -1,9 +1,9 @@
-import { pipeline, type Readable, type Transform } from 'node:stream';
+import { pipeline, Readable, type Transform } from 'node:stream';
 import { CkptError, isCkptError } from '../errors.js';
 import { DigestStream, HashedReadable, VerifyStream } from '../content/verify.js';
 import type { TransferOptions } from '../content/target.js';
 import { ChunkReader } from './chunks.js';
-import { header, type RegistryClient, type Response } from './client.js';
+import { header, type RegistryClient, type Response, statusError } from './client.js';
 import { isNetworkError } from './errors.js';
 import { parseRetryAfter, retryDelay, sleep } from './retry.js';
 
@@ -12,7 +12,8 @@ import { parseRetryAfter, retryDelay, sleep } from './retry.js';
  * session whose `Location` (relative or absolute, carrying state in its query) changes with every
  * answer; the bytes go in `PATCH` chunks, or in the closing `PUT <Location>&digest=` when they fit
  * in one chunk. A chunk stays in memory until the registry acknowledges it, so that after a broken
- * connection the upload resumes from the offset the registry reports (`GET <Location>`).
+ * connection the upload resumes from the offset the registry reports (`GET <Location>`). A
+ * registry that refuses chunks gets each blob in one streamed PATCH instead (RegistryClient.chunkedUploads).
  */
 
 export interface UploadTarget {
@@ -31,6 +32,16 @@ interface Session {
 
 /** Answers of a PATCH or PUT that mean "try again", which the upload handles itself. */
 const RETRY_STATUSES = [408, 429, 500, 502, 503, 504];
+
+/** A PATCH taken: 202, or 204 from Pulp (Red Hat Satellite), as containers/image takes any 2xx. */
+const PATCH_TAKEN = [202, 204];
+
+/**
+ * Answers to a chunk that mean the registry does not take chunks, not that the blob or the
+ * credentials are wrong: GHCR's 416 for a body over 4 MiB with Content-Range, 413 from a proxy's
+ * body limit, 400/404/405/501 from a registry that takes one PATCH per session (Artifact Registry).
+ */
+const CHUNK_REFUSALS = [400, 404, 405, 411, 413, 416, 501];
 
 function pushScope(repository: string): string {
   return `repository:${repository}:pull,push`;
@@ -129,10 +140,17 @@ function asRetryable(err: unknown): RetryableUploadError | undefined {
   return isNetworkError(err) ? new RetryableUploadError(undefined) : undefined;
 }
 
-async function expectOrRetry(res: Response, ok: number): Promise<void> {
-  if (res.statusCode === ok) return;
+async function expectOrRetry(res: Response, ok: readonly number[]): Promise<void> {
+  if (ok.includes(res.statusCode)) return;
   await res.body.dump();
   throw new RetryableUploadError(res.statusCode, parseRetryAfter(res.headers['retry-after']));
+}
+
+/** A chunk the registry refused as a chunk (CHUNK_REFUSALS); `error` is what to report if nothing else is tried. */
+class ChunkRefused extends Error {
+  constructor(readonly error: CkptError) {
+    super(error.message);
+  }
 }
 
 /**
@@ -156,12 +174,15 @@ async function sendChunk(target: UploadTarget, session: Session, chunk: Buffer, 
           'content-length': String(body.length),
         },
         body,
-        expect: [202, ...RETRY_STATUSES],
+        expect: [...PATCH_TAKEN, ...RETRY_STATUSES, ...CHUNK_REFUSALS],
         retry: false,
         signal,
         subject: target.subject,
       });
-      await expectOrRetry(res, 202);
+      if (CHUNK_REFUSALS.includes(res.statusCode)) {
+        throw new ChunkRefused(await statusError(res, 'PATCH', session.location, target.subject));
+      }
+      await expectOrRetry(res, PATCH_TAKEN);
       await res.body.dump();
       session.location = nextLocation(res, session.location);
       const acknowledged = rangeOffset(res);
@@ -228,7 +249,7 @@ async function commit(target: UploadTarget, session: Session, digest: string, bo
     await res.body.dump();
     return;
   }
-  await expectOrRetry(res, 201);
+  await expectOrRetry(res, [201]);
   await res.body.dump();
   const stored = header(res, 'docker-content-digest');
   if (stored && stored !== digest) {
@@ -278,22 +299,51 @@ export async function uploadBlob(
   const reader = new ChunkReader(source);
   const onAbort = (): void => reader.destroy(new CkptError('ABORTED', 'upload aborted', { subject: target.subject }));
   signal?.addEventListener('abort', onAbort, { once: true });
+  const { client } = target;
   let session: Session | undefined;
   try {
     session = await startSession(target, signal);
-    const chunkSize = Math.max(target.client.options.chunkSize, session.minChunk);
+    const chunkSize = Math.max(client.options.chunkSize, session.minChunk);
+    const report = (bytes: number) => onProgress?.({ mediaType, digest: expected?.digest, bytes, total: expected?.size, state: 'progress' });
     onProgress?.({ mediaType, digest: expected?.digest, bytes: 0, total: expected?.size, state: 'start' });
     let offset = 0;
     let chunk = await reader.read(chunkSize);
+    /** Where chunks were refused: the blob's first bytes, still held, and the read of those after them. */
+    let restart: { held: Buffer[]; next: Promise<Buffer> | undefined } | undefined;
+    let previous: Buffer | undefined;
     // Chunked only when the blob is larger than one chunk; otherwise one PUT carries it all.
     while (chunk.length === chunkSize && !reader.done) {
-      // Read the next chunk while this one is on the wire: compression and network overlap.
-      const next = reader.read(chunkSize);
-      next.catch(() => undefined);
-      await sendChunk(target, session, chunk, offset, signal);
+      if (client.chunkedUploads === 'refused') {
+        restart = { held: [chunk], next: undefined };
+        break;
+      }
+      // Read the next chunk while this one is on the wire: compression and network overlap. Not
+      // while a registry not yet known to take chunks has the second: the read would overwrite
+      // the first, which a registry that refuses it must get again.
+      const probing = offset === chunkSize && client.chunkedUploads === 'untried';
+      const next = probing ? undefined : reader.read(chunkSize);
+      next?.catch(() => undefined);
+      try {
+        await sendChunk(target, session, chunk, offset, signal);
+      } catch (err) {
+        if (!(err instanceof ChunkRefused)) throw err;
+        const held = offset === 0 ? [chunk] : probing && previous ? [previous, chunk] : undefined;
+        if (!held) throw err.error;
+        restart = { held, next };
+        break;
+      }
+      if (offset > 0) client.chunkedUploads = 'accepted';
+      previous = chunk;
       offset += chunk.length;
-      onProgress?.({ mediaType, digest: expected?.digest, bytes: offset, total: expected?.size, state: 'progress' });
-      chunk = await next;
+      report(offset);
+      chunk = await (next ?? reader.read(chunkSize));
+    }
+    if (restart) {
+      client.chunkedUploads = 'refused';
+      await cancelSession(target, session);
+      session = await startSession(target, signal);
+      offset = await streamBlob(target, session, restart.held, restart.next, reader, report, signal);
+      chunk = Buffer.alloc(0);
     }
     const digest = expected?.digest ?? (meter instanceof DigestStream ? meter : (content as HashedReadable)).digest;
     const size = offset + chunk.length;
@@ -307,6 +357,46 @@ export async function uploadBlob(
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/**
+ * Sends a whole blob in one PATCH without Content-Range, as docker and containers/image do: the
+ * bytes `held` from its start, then the rest of the stream as it comes. Nothing of it is kept to
+ * send again: a broken connection fails the upload. Returns the bytes sent.
+ */
+async function streamBlob(
+  target: UploadTarget,
+  session: Session,
+  held: Buffer[],
+  next: Promise<Buffer> | undefined,
+  reader: ChunkReader,
+  report: (bytes: number) => void,
+  signal?: AbortSignal,
+): Promise<number> {
+  let sent = 0;
+  async function* pieces(): AsyncGenerator<Buffer> {
+    for (const piece of next ? [...held, await next] : held) {
+      yield piece;
+      report((sent += piece.length));
+    }
+    for await (const piece of reader.rest()) {
+      yield piece;
+      report((sent += piece.length));
+    }
+  }
+  const res = await target.client.send({
+    method: 'PATCH',
+    url: session.location,
+    scopes: [pushScope(target.repository)],
+    headers: { 'content-type': 'application/octet-stream' },
+    body: Readable.from(pieces(), { objectMode: false }),
+    expect: PATCH_TAKEN,
+    signal,
+    subject: target.subject,
+  });
+  await res.body.dump();
+  session.location = nextLocation(res, session.location);
+  return sent;
 }
 
 /**

@@ -12,7 +12,8 @@ import type { AddressInfo, Socket } from 'node:net';
  *   - `cut-response`: pass the answer on, cutting the connection after N bytes of its body;
  *   - `stall-response`: pass the answer on, then send nothing more after N bytes of its body, the connection left open;
  *   - `corrupt`: flip one byte of the answer's body;
- *   - `answer`: answer with the given status (200), headers and body instead of the registry.
+ *   - `answer`: answer with the given status (200), headers and body instead of the registry;
+ *   - `rewrite-status`: pass the request on, and answer the registry's answer under another status.
  * `skip` lets the first matches through, to hit, say, the third PATCH of an upload.
  */
 
@@ -24,12 +25,15 @@ export type Fault =
   | { kind: 'cut-response'; afterBytes: number }
   | { kind: 'stall-response'; afterBytes: number }
   | { kind: 'corrupt'; at?: number }
-  | { kind: 'answer'; status?: number; headers: Record<string, string>; body: Buffer };
+  | { kind: 'answer'; status?: number; headers: Record<string, string>; body: Buffer }
+  | { kind: 'rewrite-status'; status: number };
 
 export interface FaultRule {
   method?: string;
   /** Matched against the path and query. */
   url?: RegExp;
+  /** Only requests carrying this header (lower case): `content-range`, a chunk of an upload. */
+  header?: string;
   fault: Fault;
   /** How many matching requests pass untouched before the fault applies (default 0). */
   skip?: number;
@@ -60,6 +64,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const take = (req: IncomingMessage): Fault | undefined => {
     for (const rule of rules) {
       if ((rule.method && rule.method !== req.method) || (rule.url && !rule.url.test(req.url ?? ''))) continue;
+      if (rule.header && req.headers[rule.header] === undefined) continue;
       rule.seen++;
       if (rule.seen > (rule.skip ?? 0) && rule.fired < (rule.times ?? 1)) {
         rule.fired++;
@@ -111,7 +116,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     });
     upstreamReq.on('error', () => req.socket.destroy());
     upstreamReq.on('response', (upstreamRes) => {
-      res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers);
+      res.writeHead(fault?.kind === 'rewrite-status' ? fault.status : (upstreamRes.statusCode ?? 502), upstreamRes.headers);
       let seen = 0;
       upstreamRes.on('data', (chunk: Buffer) => {
         let out = chunk;

@@ -12,6 +12,7 @@ import { copyGraph } from '../../src/content/copy.js';
 import { buildImage as buildCheckpointImage } from '../../src/image/build.js';
 import { OciLayout } from '../../src/layout/store.js';
 import { MediaType } from '../../src/oci/mediatypes.js';
+import type { Descriptor } from '../../src/oci/schemas.js';
 import { THREADED_MIN_SIZE } from '../../src/unpack/plan.js';
 import { unpackToDirectory } from '../../src/unpack/directory.js';
 import { RegistryClient } from '../../src/registry/client.js';
@@ -58,6 +59,16 @@ describe('faults between ckpt and the registry', () => {
     await client.close();
     await proxy.stop();
   });
+  /** A proxy, and a small image tagged v1 in a fresh repository: its path (`/faults/rN`) and a work directory. */
+  const taggedImage = async (): Promise<{ work: string; manifestDesc: Descriptor; path: string }> => {
+    await useProxy();
+    const { check } = repos();
+    const work = await tempDir('ckpt-faults-');
+    const { layout, manifestDesc } = await smallImage(work);
+    await copyGraph(layout, check, manifestDesc);
+    await check.tag(manifestDesc, 'v1');
+    return { work, manifestDesc, path: check.name.slice(registry.host.length) };
+  };
   const useProxy = async (): Promise<void> => {
     proxy = await startFaultProxy(registry.host);
     client = new RegistryClient(proxy.host, {
@@ -96,16 +107,24 @@ describe('faults between ckpt and the registry', () => {
   });
 
   it('lets copy read the source manifest with one GET, whose bytes it copies', async () => {
-    await useProxy();
-    const { check } = repos();
-    const work = await tempDir('ckpt-faults-');
-    const { layout, manifestDesc } = await smallImage(work);
-    await copyGraph(layout, check, manifestDesc);
-    await check.tag(manifestDesc, 'v1');
-    const path = check.name.slice(registry.host.length);
+    const { work, manifestDesc, path } = await taggedImage();
     const result = await copy(`${proxy.host}${path}:v1`, `oci:${join(work, 'copied')}:v1`, { plainHttp: true });
     expect(result.descriptor).toEqual(manifestDesc);
     expect(proxy.requests.filter((r) => r.url.includes('/manifests/'))).toEqual([{ method: 'GET', url: `/v2${path}/manifests/v1` }]);
+    expect(await (await OciLayout.open(join(work, 'copied'))).resolve('v1')).toEqual(manifestDesc);
+  });
+
+  it('follows manifest requests redirected to another host, as registry.k8s.io answers, and pulls the image', async () => {
+    const { work, manifestDesc, path } = await taggedImage();
+    const elsewhere = (method: string, times: number) =>
+      proxy.add({ method, url: /\/manifests\//, times, fault: { kind: 'redirect', location: `http://${registry.host}/v2${path}/manifests/${manifestDesc.digest}` } });
+    const moved = [elsewhere('HEAD', 2), elsewhere('GET', 1)];
+    const viaProxy = new RegistryRepository(client, path.slice(1));
+    expect(await viaProxy.resolve('v1')).toEqual(manifestDesc);
+    expect(await viaProxy.exists(manifestDesc)).toBe(true);
+    const result = await copy(`${proxy.host}${path}:v1`, `oci:${join(work, 'copied')}:v1`, { plainHttp: true });
+    expect(result.descriptor).toEqual(manifestDesc);
+    expect(moved.map((rule) => rule.fired)).toEqual([2, 1]);
     expect(await (await OciLayout.open(join(work, 'copied'))).resolve('v1')).toEqual(manifestDesc);
   });
 
@@ -312,6 +331,57 @@ describe('faults between ckpt and the registry', () => {
     const fault = proxy.add({ method: 'PATCH', url: PATCH_URL, skip: 1, fault: { kind: 'status', status: 500 } });
     await viaProxy.push(desc, trickle(bytes, 8_000));
     expect(fault.fired).toBe(1);
+    expect((await collect(await check.fetch(desc))).equals(bytes)).toBe(true);
+  });
+
+  it('streams a blob in one PATCH where chunks are refused (GHCR: 416 above 4 MiB with Content-Range), and the next blobs straight away', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const refuse = proxy.add({ method: 'PATCH', url: PATCH_URL, header: 'content-range', fault: { kind: 'status', status: 416 }, times: 100 });
+    const first = blob(CHUNK * 3 + 7);
+    expect(await viaProxy.ingest(first.desc.mediaType, trickle(first.bytes, 8_000))).toEqual(first.desc);
+    const second = blob(CHUNK * 2 + 9);
+    await viaProxy.push(second.desc, trickle(second.bytes, 8_000));
+    expect(refuse.fired).toBe(1);
+    expect(proxy.requests.filter((r) => r.method === 'PATCH')).toHaveLength(3);
+    for (const { bytes, desc } of [first, second]) expect((await collect(await check.fetch(desc))).equals(bytes)).toBe(true);
+    // A whole push, whose page layers upload from workers at once.
+    const name = `faults/chunkless${++n}:v1`;
+    const pushed = await push(fixture('podman-counter.tar'), `${proxy.host}/${name}`, { chunkSize: CHUNK, plainHttp: true, hostInfo: false });
+    const copied = await copy(`${registry.host}/${name}`, `oci:${join(await tempDir(), 'copied')}:v1`, { plainHttp: true });
+    expect(copied.descriptor.digest).toBe(pushed.descriptor.digest);
+  });
+
+  it('starts a blob over in one streamed PATCH where a second chunk is refused (Artifact Registry takes one PATCH per session)', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const refuse = proxy.add({ method: 'PATCH', url: PATCH_URL, skip: 1, fault: { kind: 'status', status: 400 } });
+    const { bytes, desc } = blob(CHUNK * 4 + 3);
+    expect(await viaProxy.ingest(desc.mediaType, trickle(bytes, 8_000))).toEqual(desc);
+    expect(refuse.fired).toBe(1);
+    expect(proxy.requests.filter((r) => r.method === 'POST')).toHaveLength(2);
+    expect((await collect(await check.fetch(desc))).equals(bytes)).toBe(true);
+  });
+
+  it("reports a later chunk's refusal by a registry that took chunks before, having nothing to start over from", async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const taken = blob(CHUNK * 3);
+    await viaProxy.push(taken.desc, trickle(taken.bytes, 8_000));
+    proxy.add({ method: 'PATCH', url: PATCH_URL, skip: 2, fault: { kind: 'status', status: 400 } });
+    const { bytes, desc } = blob(CHUNK * 4 + 3);
+    const err = await rejection(viaProxy.push(desc, trickle(bytes, 8_000)));
+    expect(err.message).toMatch(/PATCH .*HTTP 400/);
+    expect(await check.exists(desc)).toBe(false);
+  });
+
+  it('takes 204 for a chunk, as Pulp (Red Hat Satellite) answers', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    const rewrite = proxy.add({ method: 'PATCH', url: PATCH_URL, fault: { kind: 'rewrite-status', status: 204 }, times: 100 });
+    const { bytes, desc } = blob(CHUNK * 3 + 1);
+    await viaProxy.push(desc, trickle(bytes, 8_000));
+    expect(rewrite.fired).toBe(3);
     expect((await collect(await check.fetch(desc))).equals(bytes)).toBe(true);
   });
 
