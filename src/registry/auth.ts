@@ -38,7 +38,7 @@ interface CachedToken {
 
 export class Authenticator {
   readonly #registry: string;
-  readonly #credential: () => Promise<Credential | undefined>;
+  readonly #findCredential: (registry: string, signal: AbortSignal) => Promise<Credential | undefined>;
   readonly #fetchToken: TokenFetch;
   #scheme: 'basic' | 'bearer' | undefined;
   #bearer: { realm: URL; service?: string } | undefined;
@@ -48,15 +48,32 @@ export class Authenticator {
   readonly #latest = new Map<string, string>();
   #credentialPromise: Promise<Credential | undefined> | undefined;
 
-  constructor(registry: string, credential: (registry: string) => Promise<Credential | undefined>, fetchToken: TokenFetch) {
+  constructor(registry: string, credential: (registry: string, signal: AbortSignal) => Promise<Credential | undefined>, fetchToken: TokenFetch) {
     this.#registry = registry;
-    this.#credential = () => (this.#credentialPromise ??= credential(registry));
+    this.#findCredential = credential;
     this.#fetchToken = fetchToken;
+  }
+
+  /**
+   * The registry's credential, looked up once for every request (a credential helper may prompt
+   * or hang): it ends with the first asker's signal or after the token timeout, and each asker
+   * stops waiting when its own signal fires. A failed lookup is tried again by the next.
+   */
+  #credential(signal?: AbortSignal): Promise<Credential | undefined> {
+    if (!this.#credentialPromise) {
+      const stop = AbortSignal.timeout(TOKEN_TIMEOUT_MS);
+      const lookup = this.#findCredential(this.#registry, signal ? AbortSignal.any([signal, stop]) : stop);
+      this.#credentialPromise = lookup;
+      lookup.catch(() => {
+        if (this.#credentialPromise === lookup) this.#credentialPromise = undefined;
+      });
+    }
+    return abortable(this.#credentialPromise, signal, this.#registry, 'aborted while looking up credentials');
   }
 
   /** The `Authorization` value for a request needing `scopes`, or undefined before any challenge. */
   async authorization(scopes: readonly string[], signal?: AbortSignal): Promise<string | undefined> {
-    if (this.#scheme === 'basic') return basicHeader(await this.#credential());
+    if (this.#scheme === 'basic') return basicHeader(await this.#credential(signal));
     if (this.#scheme !== 'bearer') return undefined;
     const key = scopeKey(scopes);
     let entry = this.#tokens.get(key);
@@ -80,7 +97,7 @@ export class Authenticator {
    * Learns from a 401. Returns true when a new attempt with fresh authorisation may succeed; false
    * when it cannot (no credentials for Basic, the same credentials already refused).
    */
-  async challenged(header: string | string[] | undefined, scopes: readonly string[], sent: string | undefined): Promise<boolean> {
+  async challenged(header: string | string[] | undefined, scopes: readonly string[], sent: string | undefined, signal?: AbortSignal): Promise<boolean> {
     const challenges = parseChallenges(header);
     const bearer = challenges.find((c) => c.scheme === 'bearer' && c.params.realm);
     if (bearer) {
@@ -96,7 +113,7 @@ export class Authenticator {
     }
     if (challenges.some((c) => c.scheme === 'basic')) {
       if (sent?.startsWith('Basic ')) return false;
-      const cred = await this.#credential();
+      const cred = await this.#credential(signal);
       if (!cred?.username || cred.password === undefined) return false;
       this.#scheme = 'basic';
       return true;
@@ -105,13 +122,13 @@ export class Authenticator {
   }
 
   /** The error for a 401 that `challenged` could not answer. */
-  async rejection(header: string | string[] | undefined, request: string, subject: string): Promise<CkptError> {
+  async rejection(header: string | string[] | undefined, request: string, subject: string, signal?: AbortSignal): Promise<CkptError> {
     const challenge = parseChallenges(header).find((c) => c.scheme === 'bearer' || c.scheme === 'basic');
     if (challenge?.params.error === 'insufficient_scope') {
       const scope = challenge.params.scope ? ` (${challenge.params.scope})` : '';
       return new CkptError('DENIED', `${request}: access denied${scope}`, { subject });
     }
-    const cred = await this.#credential();
+    const cred = await this.#credential(signal);
     const why = cred ? 'the registry rejected the credentials' : `authentication required and no credentials are stored for ${this.#registry}`;
     return new CkptError('UNAUTHORIZED', `${request}: ${why}`, { subject });
   }
@@ -132,7 +149,7 @@ export class Authenticator {
   async #requestToken(scopes: readonly string[], signal?: AbortSignal): Promise<CachedToken> {
     const bearer = this.#bearer;
     if (!bearer) throw new Error('bearer token requested before any challenge');
-    const cred = await this.#credential();
+    const cred = await this.#credential(signal);
     const url = new URL(bearer.realm);
     let init: Parameters<TokenFetch>[1];
     if (cred?.identityToken) {

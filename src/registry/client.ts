@@ -168,12 +168,12 @@ export class RegistryClient {
       if (status === 401 && sameHost) {
         await res.body.dump();
         const challenge = res.headers['www-authenticate'];
-        if (replayable && !authRetried && (await this.#auth.challenged(challenge, req.scopes, authorization))) {
+        if (replayable && !authRetried && (await this.#auth.challenged(challenge, req.scopes, authorization, req.signal))) {
           authRetried = true;
           attempt--;
           continue;
         }
-        throw await this.#auth.rejection(challenge, describeRequest(method, url), req.subject);
+        throw await this.#auth.rejection(challenge, describeRequest(method, url), req.subject, req.signal);
       }
       if (req.redirect && [301, 302, 303, 307, 308].includes(status) && typeof res.headers.location === 'string') {
         await res.body.dump();

@@ -19,6 +19,8 @@ export interface Credential {
 export interface CredentialOptions extends AuthFileOptions {
   /** The repository (`library/busybox`), so that entries scoped to it or its namespace apply. */
   repository?: string;
+  /** Stops a credential helper that takes too long. */
+  signal?: AbortSignal;
 }
 
 /** The key Docker files Docker Hub's credentials under, in `auths` and in helpers. */
@@ -64,11 +66,11 @@ async function credentialInFile(
   options: CredentialOptions,
 ): Promise<Credential | undefined> {
   const helper = helperFor(contents.credHelpers ?? {}, registry);
-  if (helper) return runHelper(helper.name, helper.serverUrl, file, options.env);
+  if (helper) return runHelper(helper.name, helper.serverUrl, file, options);
   const entry = authEntryFor(contents.auths ?? {}, registry, options.repository);
   const fromEntry = entry && decodeEntry(entry);
   if (fromEntry) return fromEntry;
-  if (contents.credsStore) return runHelper(contents.credsStore, helperServerUrl(registry), file, options.env);
+  if (contents.credsStore) return runHelper(contents.credsStore, helperServerUrl(registry), file, options);
   return undefined;
 }
 
@@ -155,19 +157,16 @@ const HelperReplySchema = z.object({
 });
 
 /** The docker-credential-helpers protocol: `get`, the server URL on stdin, JSON on stdout. */
-async function runHelper(
-  name: string,
-  serverUrl: string,
-  file: string,
-  env: NodeJS.ProcessEnv | undefined,
-): Promise<Credential | undefined> {
+async function runHelper(name: string, serverUrl: string, file: string, { env, signal }: CredentialOptions): Promise<Credential | undefined> {
   if (!HELPER_NAME_RE.test(name)) {
     throw new CkptError('INVALID_METADATA', `invalid credential helper name ${JSON.stringify(name)}`, { subject: file });
   }
   const program = `docker-credential-${name}`;
   // Loaded here: most registries need no helper, and every command would pay for execa's start-up.
   const { execa } = await import('execa');
-  const result = await execa(program, ['get'], { input: serverUrl, env: env ?? process.env, extendEnv: false, reject: false });
+  // cleanup: a library must not install signal handlers in its caller's process; the signal ends it.
+  const result = await execa(program, ['get'], { input: serverUrl, env: env ?? process.env, extendEnv: false, reject: false, cancelSignal: signal, cleanup: false });
+  if (result.isCanceled) throw new CkptError('ABORTED', `credential helper ${program} stopped: ${signal?.reason instanceof Error ? signal.reason.message : 'aborted'}`, { subject: file });
   if (result.failed) {
     if (NOT_FOUND_RE.test(`${result.stdout}\n${result.stderr}`)) return undefined;
     throw helperFailure(program, file, result);

@@ -21,8 +21,11 @@ export interface RetryPolicy {
 }
 
 export interface RegistryOptions {
-  /** Looked up once per registry, with the registry as the user names it (`docker.io`, `host:5000`). */
-  credentials?: (registry: string) => Promise<Credential | undefined>;
+  /**
+   * Looked up once per registry, with the registry as the user names it (`docker.io`, `host:5000`);
+   * `signal` ends a lookup that takes too long (60 s) or whose command was aborted.
+   */
+  credentials?: (registry: string, signal: AbortSignal) => Promise<Credential | undefined>;
   /** Decides scheme and CAs per registry (certs.d, registries.conf); overrides `plainHttp` and `ca`. */
   hostSettings?: (registry: string) => Promise<HostSettings>;
   /** Extra CAs (PEM) for TLS. */
@@ -47,7 +50,7 @@ export interface RegistryOptions {
 }
 
 export interface ResolvedOptions {
-  credentials: (registry: string) => Promise<Credential | undefined>;
+  credentials: (registry: string, signal: AbortSignal) => Promise<Credential | undefined>;
   hostSettings: (registry: string) => Promise<HostSettings>;
   tlsVerify: boolean;
   retry: RetryPolicy;

@@ -50,7 +50,7 @@ export function registryOptions(access: RegistryAccess, repository?: string): Re
   const explicit = access.credentials;
   const forThis = (registry: string) => explicit && (access.credentialsFor === undefined || access.credentialsFor === registry);
   return {
-    credentials: async (registry) => (forThis(registry) ? explicit : findCredential(registry, { authFile: access.authFile, repository })),
+    credentials: async (registry, signal) => (forThis(registry) ? explicit : findCredential(registry, { authFile: access.authFile, repository, signal })),
     hostSettings: (registry) => hostSettings(registry, { caFiles: access.caFiles, plainHttp: access.plainHttp, repository }),
     tlsVerify: access.tlsVerify,
     retry: access.retry,

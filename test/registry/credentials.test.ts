@@ -21,6 +21,7 @@ case "$server" in
   token.example.com) echo '{"ServerURL":"token.example.com","Username":"<token>","Secret":"refresh-123"}' ;;
   broken.example.com) echo 'keychain locked'; exit 3 ;;
   garbage.example.com) echo 'SECRET-GARBAGE' ;;
+  hang.example.com) exec sleep 30 ;;
   *) echo 'credentials not found in native keychain'; exit 1 ;;
 esac
 `;
@@ -251,6 +252,20 @@ describe('credential helpers', () => {
     expect(err.code).toBe('UNAUTHORIZED');
     expect(err.subject).toBe(dockerConfig());
     expect(err.message).toContain('docker-credential-test failed (exit code 3): keychain locked');
+  });
+
+  it('stops a helper that hangs (a keyring prompt) when the signal fires, without signal handlers in the meantime', async () => {
+    await writeJson(dockerConfig(), { credHelpers: { 'hang.example.com': 'test' } });
+    const handlers = () => ['SIGINT', 'SIGTERM', 'SIGHUP'].map((name) => process.listenerCount(name));
+    const before = handlers();
+    const started = Date.now();
+    const looking = rejection(find('hang.example.com', { signal: AbortSignal.timeout(500) }));
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(handlers()).toEqual(before);
+    const err = await looking;
+    expect(err.code).toBe('ABORTED');
+    expect(err.message).toContain('docker-credential-test stopped');
+    expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it('never repeats what a helper printed when it is not credentials', async () => {
