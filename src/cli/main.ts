@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { Command, CommanderError } from 'commander';
 import { CkptError, ExitCode, isCkptError } from '../errors.js';
@@ -30,10 +31,24 @@ Exit codes:
 // a WebAssembly module is compiled, which undici does at the first request, after this line.
 setFlagsFromString('--liftoff-only');
 
+/**
+ * The installed package's version, from its package.json two directories up (from dist/cli/, as
+ * tsc and the bundle both put this module): not npm's npm_package_version, which under `npx` or
+ * `npm run` is the version of the project ckpt runs in.
+ */
+function packageVersion(): string {
+  try {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof version === 'string' ? version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 export function program(signal: AbortSignal): Command {
   const cli = new Command('ckpt')
     .description('Turn CRIU container checkpoints into OCI images, and back.')
-    .version(process.env.npm_package_version ?? '0.1.0')
+    .version(packageVersion())
     .addHelpText('after', EXIT_CODES_HELP)
     .exitOverride()
     // Commander's complaints are reported as every failure is, in one line (usageError).

@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import { CkptError } from '../errors.js';
 import { workerUrl } from './worker-url.js';
 
 /**
@@ -22,8 +25,20 @@ function pool(module: WorkerModule): Worker[] {
   return spares;
 }
 
+const found = new Set<WorkerModule>();
+
 function spawn(module: WorkerModule): Worker {
-  return new Worker(workerUrl(module));
+  const url = workerUrl(module);
+  // Asked once: a worker whose file is missing fails in its thread with a bare "Cannot find module".
+  if (!found.has(module)) {
+    if (!existsSync(url)) {
+      throw new CkptError('NOT_FOUND', "ckpt's worker module is missing: a bundler must leave ckpt-image external, its workers are files of their own", {
+        subject: fileURLToPath(url),
+      });
+    }
+    found.add(module);
+  }
+  return new Worker(url);
 }
 
 /** Keeps `worker` idle in the pool of `module`. */
