@@ -98,7 +98,7 @@ export function refuseCredentialsIn(input: string, remedy: string, withDigest: b
 }
 
 export function parseRegistryReference(input: string): RegistryReference {
-  refuseCredentialsIn(input, 'give them with --creds, or store them with ckpt login', true);
+  refuseCredentialsIn(input, 'give them with --creds (the option credentials), or store them with ckpt login', true);
   const body = input.startsWith('docker://') ? input.slice('docker://'.length) : input;
   const { name, tag, digest } = splitTagAndDigest(input, body);
   const parts = name.split('/');

@@ -37,6 +37,14 @@ describe('options a JavaScript caller gets wrong: USAGE at once, nothing written
     ['plainHTTP, to pull', (dest) => pull(IMAGE, dest.slice(4), loose({ plainHTTP: true })), /unknown option "plainHTTP"/],
     ['creds, to inspect', () => inspect(IMAGE, loose({ creds: 'a:b' })), /unknown option "creds"/],
     ["copy's source: { authfile }", (dest) => copy(IMAGE, dest, loose({ source: { authfile: '/tmp/x.json' } })), /unknown option "source\.authfile"/],
+    // Values of every option, nested ones too.
+    ["copy's source: { plainHttp: 'yes' }", (dest) => copy(IMAGE, dest, loose({ source: { plainHttp: 'yes' } })), /option source\.plainHttp/],
+    ["platform as the CLI's string", (dest) => pull(IMAGE, dest.slice(4), loose({ platform: 'linux/arm64' })), /option platform/],
+    ["retry: 'x'", () => inspect(IMAGE, loose({ retry: 'x' })), /option retry/],
+    ['credentialsFor: 5', () => inspect(IMAGE, loose({ credentialsFor: 5 })), /option credentialsFor/],
+    ['chunkSize: 1e12', (dest) => push(SOURCE, dest, { chunkSize: 1e12 }), /option chunkSize: expected at most 1 GiB/],
+    ['meter, which inspect counts itself', () => inspect(IMAGE, loose({ meter: {} })), /unknown option "meter"/],
+    ['login with a number as the user', () => login('127.0.0.1:9', loose({ username: 5, password: 'p' })), /option username/],
   ];
   for (const [what, run, message] of cases) {
     it(what, async () => {
@@ -50,6 +58,10 @@ describe('options a JavaScript caller gets wrong: USAGE at once, nothing written
       await expect(stat(dir)).rejects.toThrow(/ENOENT/);
     });
   }
+
+  it('a BuildCache without a directory is refused where it is made, not after the build tagged its image', () => {
+    expect(() => new BuildCache(loose({ dir: '/tmp/x' }))).toThrow(/BuildCache directory must be a non-empty string/);
+  });
 
   it('logout with a misspelt authFile refuses, and leaves the auth files alone', async () => {
     const home = await tempDir();

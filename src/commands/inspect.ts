@@ -13,9 +13,10 @@ import { DescriptorSchema } from '../oci/schemas.js';
 import { REGISTRY_ACCESS_NAMES } from '../target/open.js';
 import { type OptionsSpec, optionNames, runCommand } from './run-command.js';
 
-export type InspectOptions = OpenCheckpointOptions;
+/** How inspect reads; it counts the bytes it fetches itself (`fetchedBytes`). */
+export type InspectOptions = Omit<OpenCheckpointOptions, 'meter'>;
 
-const OPTIONS: OptionsSpec = { kind: 'command', names: optionNames<InspectOptions>({ ...REGISTRY_ACCESS_NAMES, signal: true, platform: true, meter: true }) };
+const OPTIONS: OptionsSpec = { kind: 'command', names: optionNames<InspectOptions>({ ...REGISTRY_ACCESS_NAMES, signal: true, platform: true }) };
 
 /** What `ckpt inspect --json` prints (schemas/inspect.schema.json). */
 export const InspectResultSchema = z.object({

@@ -31,7 +31,7 @@ const LOGOUT_OPTIONS: OptionsSpec = { kind: 'command', names: optionNames<Logout
  * for the repositories below it. A tag or digest has no place in it (storeCredential refuses it).
  */
 export function authKey(input: string): string {
-  refuseCredentialsIn(input, 'give them with --creds or --password-stdin', false);
+  refuseCredentialsIn(input, 'give them with --creds or --password-stdin (the options username and password)', false);
   const url = /^https?:\/\//.test(input);
   const path = input.replace(/^https?:\/\//, '').replace(/\/+$/, '');
   const slash = path.indexOf('/');

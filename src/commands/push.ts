@@ -30,7 +30,7 @@ export interface PushResult {
   built: boolean;
 }
 
-/** Options that only a build uses, named as the CLI flags that set them. */
+/** Options that only a build uses, with the CLI flags that set them: a message names both. */
 const IMAGE_OPTIONS = {
   compression: '--compression',
   level: '--level',
@@ -44,7 +44,7 @@ const IMAGE_OPTIONS = {
 function assertNoImageOptions(options: PushOptions, source: string): void {
   const given = (Object.keys(IMAGE_OPTIONS) as Array<keyof typeof IMAGE_OPTIONS>).filter((key) => options[key] !== undefined);
   if (given.length > 0) {
-    const flags = given.map((key) => IMAGE_OPTIONS[key]).join(', ');
+    const flags = given.map((key) => `${IMAGE_OPTIONS[key]} (${key})`).join(', ');
     throw new CkptError('USAGE', `a checkpoint image is pushed as it is, so ${flags} would change nothing; \`ckpt build\` rebuilds it`, { subject: source });
   }
 }

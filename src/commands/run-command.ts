@@ -5,20 +5,44 @@ import type { TransferOptions } from '../content/target.js';
 import { CkptError } from '../errors.js';
 import { COMPATS } from '../image/annotations.js';
 import { BuildCache } from '../image/cache.js';
+import { PlatformSchema } from '../oci/schemas.js';
 
 const callback = z.custom<(...args: never[]) => unknown>((value) => typeof value === 'function', 'expected a function');
 
-/** What every command takes. A JavaScript caller has no compiler to stop a wrong value: each is checked first. */
-const CommandOptionsCheck = z.looseObject({
-  signal: z.instanceof(AbortSignal, { message: 'expected an AbortSignal' }).optional(),
-  onProgress: callback.optional(),
-  concurrency: z.number().optional(),
-  chunkSize: z.number().int().min(1024, 'expected at least 1024 bytes').optional(),
+/** Upload chunks are held in memory, two per blob in flight. */
+const MAX_CHUNK_SIZE = 1024 * 1024 * 1024;
+
+/** How to reach a registry (RegistryAccess): a command's own, and copy's `source`. */
+const AccessCheck = z.looseObject({
+  chunkSize: z.number().int().min(1024, 'expected at least 1024 bytes').max(MAX_CHUNK_SIZE, 'expected at most 1 GiB').optional(),
   authFile: z.string().optional(),
   caFiles: z.array(z.string()).optional(),
   plainHttp: z.boolean().optional(),
   tlsVerify: z.boolean().optional(),
   credentials: z.looseObject({ username: z.string(), password: z.string() }).optional(),
+  credentialsFor: z.string().optional(),
+  retry: z
+    .looseObject({
+      attempts: z.number().int().min(1).optional(),
+      minDelayMs: z.number().min(0).optional(),
+      maxDelayMs: z.number().min(0).optional(),
+      maxRetryAfterMs: z.number().min(0).optional(),
+    })
+    .optional(),
+});
+
+/** What every command takes. A JavaScript caller has no compiler to stop a wrong value: each is checked first. */
+const CommandOptionsCheck = AccessCheck.extend({
+  signal: z.instanceof(AbortSignal, { message: 'expected an AbortSignal' }).optional(),
+  onProgress: callback.optional(),
+  concurrency: z.number().optional(),
+  platform: PlatformSchema.optional(),
+  source: AccessCheck.optional(),
+  // login and logout: the user's, and where the auth files are looked for.
+  username: z.string().optional(),
+  password: z.string().optional(),
+  env: z.record(z.string(), z.string().optional()).optional(),
+  home: z.string().optional(),
 });
 
 /** What a build takes besides (build, push). */

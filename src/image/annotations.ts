@@ -221,7 +221,7 @@ export function assertRecognisable(compat: Exclude<Compat, 'auto'>, annotations:
     if (missing.length > 0) {
       throw new CkptError(
         'USAGE',
-        `--compat ${compat}: this checkpoint has no value for ${missing.join(', ')}, by which ${family} recognises a checkpoint image (a raw CRIU dump restores only with criu restore)`,
+        `--compat ${compat} (compat): this checkpoint has no value for ${missing.join(', ')}, by which ${family} recognises a checkpoint image (a raw CRIU dump restores only with criu restore)`,
       );
     }
   }

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { CheckpointMetadataSchema, type HostInfo, HostInfoSchema } from '../checkpoint/schemas.js';
 import { DescriptorSchema } from '../oci/schemas.js';
 import type { WrittenLayer } from './layer.js';
+import { CkptError } from '../errors.js';
 import { PRIVATE_DIR, PRIVATE_FILE } from '../fs/private-modes.js';
 
 /**
@@ -32,7 +33,13 @@ export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 export class BuildCache {
-  constructor(readonly dir: string = defaultCacheDir()) {}
+  readonly dir: string;
+
+  constructor(dir: string = defaultCacheDir()) {
+    // Checked now: a wrong one found while the build writes its cache entry would fail a tagged build.
+    if (typeof dir !== 'string' || dir === '') throw new CkptError('USAGE', `a BuildCache directory must be a non-empty string, not ${JSON.stringify(dir) ?? String(dir)}`);
+    this.dir = dir;
+  }
 
   static key(parts: unknown): string {
     return createHash('sha256').update(JSON.stringify(parts)).digest('hex');

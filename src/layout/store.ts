@@ -301,8 +301,10 @@ export class OciLayout implements Target {
 
 function withoutRefName(desc: Descriptor): Descriptor {
   if (!desc.annotations?.[Annotation.refName]) return desc;
-  const rest = Object.fromEntries(Object.entries(desc.annotations).filter(([key]) => key !== Annotation.refName));
-  return { ...desc, annotations: Object.keys(rest).length > 0 ? rest : undefined };
+  const { annotations, ...bare } = desc;
+  const rest = Object.fromEntries(Object.entries(annotations).filter(([key]) => key !== Annotation.refName));
+  // No `annotations: undefined` key: a descriptor without annotations has none.
+  return Object.keys(rest).length > 0 ? { ...bare, annotations: rest } : bare;
 }
 
 /**

@@ -45,7 +45,7 @@ export async function findCredential(registry: string, options: CredentialOption
 
 /** A file named on purpose (--authfile, $REGISTRY_AUTH_FILE) that is not there is a mistake to report, as Podman does, not anonymous access. */
 function missingAuthFile(file: string): CkptError {
-  return new CkptError('NOT_FOUND', 'no such auth file (named by --authfile or $REGISTRY_AUTH_FILE)', { subject: file });
+  return new CkptError('NOT_FOUND', 'no such auth file (named by --authfile, the option authFile, or $REGISTRY_AUTH_FILE)', { subject: file });
 }
 
 /** Checks, before any request, that a named auth file exists (what findCredential reads once a registry asks). */

@@ -130,7 +130,7 @@ export function transportError(err: unknown, request: string, subject: string, s
   const wantsCert = (does: string) => (tls && !tls.clientCert ? ` (a registry that wants a client certificate ${does}: certs.d/HOST:PORT/NAME.cert and NAME.key give one)` : '');
   // OpenSSL's own text names its source files and no remedy.
   if (code === 'ERR_SSL_WRONG_VERSION_NUMBER') {
-    const why = 'the other end answered in plain text, not TLS (if the registry serves plain HTTP: --plain-http, or insecure = true in registries.conf)';
+    const why = 'the other end answered in plain text, not TLS (if the registry serves plain HTTP: --plain-http or the option plainHttp, or insecure = true in registries.conf)';
     return new CkptError('NETWORK', redact(`${request}: ${why}`), { subject, cause: err });
   }
   if (REFUSED_HANDSHAKE.has(code)) {

@@ -250,6 +250,12 @@ describe('command line', () => {
     expect(await readdir(work)).toEqual(['asked', 'bin']);
   });
 
+  it("--version is the package's, even where npm names another project's (npx, npm run)", async () => {
+    const { version } = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const run = await ckpt(['--version'], { env: { npm_package_version: '7.7.7' } });
+    expect(run.stdout.trim()).toBe(version);
+  });
+
   it('a usage error is one line naming the command, and help exits 0 however asked', async () => {
     const bad = await ckpt(['build', fixture('podman-counter.tar'), 'oci:x:t', '--bogus']);
     expect(bad.exitCode).toBe(2);
@@ -339,7 +345,7 @@ describe('command line', () => {
     expect((await ckpt(['build', fixture('podman-counter.tar'), `oci:${join(work, 'a')}:t`])).exitCode).toBe(0);
     const refused = await ckpt(['push', `oci:${join(work, 'a')}:t`, `oci:${join(work, 'b')}:t`, '--compression', 'gzip', '--annotation', 'k=v']);
     expect(refused.exitCode).toBe(2);
-    expect(refused.stderr).toContain('--compression, --annotation would change nothing');
+    expect(refused.stderr).toContain('--compression (compression), --annotation (annotations) would change nothing');
     expect(existsSync(join(work, 'b'))).toBe(false);
     // Defaults are not flags given: a plain push copies it.
     expect((await ckpt(['push', `oci:${join(work, 'a')}:t`, `oci:${join(work, 'b')}:t`])).exitCode).toBe(0);

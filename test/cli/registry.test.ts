@@ -109,7 +109,7 @@ describe('push, copy and inspect against a real registry', () => {
     for (const args of [['inspect', `${registry.host}/ckpt/counter:v1`], ['pull', `${registry.host}/ckpt/counter:v1`, join(await tempDir(), 'out')]]) {
       const run = await ckpt([...args, '--authfile', missing]);
       expect(run.exitCode, run.stderr).toBe(4);
-      expect(run.stderr).toBe(`ckpt: ${missing}: no such auth file (named by --authfile or $REGISTRY_AUTH_FILE)`);
+      expect(run.stderr).toBe(`ckpt: ${missing}: no such auth file (named by --authfile, the option authFile, or $REGISTRY_AUTH_FILE)`);
     }
   });
 

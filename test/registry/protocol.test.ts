@@ -64,7 +64,7 @@ describe('error mapping', () => {
     const err = transportError(openssl, 'GET 192.0.2.2:5000/v2/', '192.0.2.2:5000/x/y:v1');
     expect(err.code).toBe('NETWORK');
     expect(err.message).toBe(
-      '192.0.2.2:5000/x/y:v1: GET 192.0.2.2:5000/v2/: the other end answered in plain text, not TLS (if the registry serves plain HTTP: --plain-http, or insecure = true in registries.conf)',
+      '192.0.2.2:5000/x/y:v1: GET 192.0.2.2:5000/v2/: the other end answered in plain text, not TLS (if the registry serves plain HTTP: --plain-http or the option plainHttp, or insecure = true in registries.conf)',
     );
   });
 
