@@ -1,6 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { CkptError } from '../errors.js';
 import type { RegistryAccess } from '../target/open.js';
+import { canPrompt, prompt } from './prompt.js';
 
 /** Flags for reaching a registry, built once and added to every command that talks to one. */
 export interface RegistryFlags {
@@ -27,8 +28,8 @@ function bool(value: string): boolean {
 export function addRegistryFlags(command: Command, readsOnly = false): Command {
   const creds = 'registry credentials (instead of those stored by login, Podman or Docker)';
   return command
-    .option('--creds <user:password>', readsOnly ? creds : `${creds}; reading one registry and writing another, only the one written to gets them`)
-    .option('-u, --username <user>', 'registry user name, with --password-stdin (the password on stdin)')
+    .option('--creds <user[:password]>', `${readsOnly ? creds : `${creds}; reading one registry and writing another, only the one written to gets them`}; without the password, it is asked on the terminal`)
+    .option('-u, --username <user>', 'registry user name; the password comes from --password-stdin, or is asked on the terminal')
     .option('--password-stdin', 'read the registry password from standard input')
     .addOption(new Option('--authfile <file>', 'auth file to read credentials from').env('REGISTRY_AUTH_FILE'))
     .option('--ca-file <file>', 'extra CA certificate to trust (repeatable)', collect)
@@ -60,13 +61,17 @@ export async function registryAccess(flags: RegistryFlags, signal: AbortSignal):
     throw new CkptError('USAGE', '--creds and --username/--password-stdin cannot be used together');
   }
   let credentials: RegistryAccess['credentials'];
+  // A password asked on the terminal, without echo, stays out of argv and the shell's history.
+  const askPassword = () => prompt('Password: ', true, signal);
   if (flags.creds) {
     const colon = flags.creds.indexOf(':');
-    if (colon <= 0) throw new CkptError('USAGE', '--creds takes USER:PASSWORD');
-    credentials = { username: flags.creds.slice(0, colon), password: flags.creds.slice(colon + 1) };
+    if (colon === 0 || (colon < 0 && !canPrompt())) throw new CkptError('USAGE', '--creds takes USER:PASSWORD (USER alone asks for the password on a terminal)');
+    credentials =
+      colon < 0 ? { username: flags.creds, password: await askPassword() } : { username: flags.creds.slice(0, colon), password: flags.creds.slice(colon + 1) };
   } else if (flags.username || flags.passwordStdin) {
-    if (!flags.username || !flags.passwordStdin) throw new CkptError('USAGE', '--username and --password-stdin go together');
-    credentials = { username: flags.username, password: await readStdin(signal) };
+    if (!flags.username) throw new CkptError('USAGE', '--password-stdin goes with --username');
+    if (!flags.passwordStdin && !canPrompt()) throw new CkptError('USAGE', '--username goes with --password-stdin where standard input is not a terminal');
+    credentials = { username: flags.username, password: flags.passwordStdin ? await readStdin(signal) : await askPassword() };
   }
   return {
     credentials,

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeIssuedChain } from '../helpers/certs.js';
 import { DEFAULT_USERS, type RegistryServer, startRegistry } from '../helpers/registry.js';
 import { interruptAfter } from '../helpers/interrupt.js';
+import { onTerminal } from '../helpers/terminal.js';
 import { ckpt, fixture, tempDir } from '../helpers/tree.js';
 
 const [USER, PASSWORD] = Object.entries(DEFAULT_USERS)[0] as [string, string];
@@ -169,6 +170,28 @@ describe('authentication and TLS', () => {
     expect(inspected.stdout).toMatch(/^Engine\s+CRI-O$/m);
     expect((await ckpt(['logout', basic.host], { env })).exitCode).toBe(0);
     expect((await ckpt(['inspect', `${basic.host}/ckpt/crio:v1`], { env })).exitCode).toBe(5);
+  });
+
+  it('login on a terminal asks for the user and, without echo, the password, as podman login does; --creds USER asks too', async () => {
+    const authFile = join(await tempDir(), 'auth.json');
+    const env = { REGISTRY_AUTH_FILE: authFile };
+    const login = await onTerminal(['login', basic.host], [[/Username: $/, `${USER}\r`], [/Password: $/, `${PASSWORD}\r`]], env);
+    expect(login.code, login.output).toBe(0);
+    expect(login.output).toContain(`Username: ${USER}`);
+    expect(login.output).not.toContain(PASSWORD);
+    expect(login.output).toContain('Login succeeded');
+    expect(JSON.parse(await readFile(authFile, 'utf8'))).toHaveProperty(['auths', basic.host]);
+    const push = await onTerminal(['push', fixture('crio-counter.tar'), `${basic.host}/ckpt/asked:v1`, '--creds', USER, '-q'], [[/Password: $/, `${PASSWORD}\r`]]);
+    expect(push.code, push.output).toBe(0);
+    expect(push.output).not.toContain(PASSWORD);
+    // Ctrl-C at the hidden prompt ends the command as a SIGINT would.
+    const stopped = await onTerminal(['login', basic.host, '-u', USER], [[/Password: $/, 'abc\u0003']], env);
+    expect(stopped.code).toBe(130);
+    expect(stopped.output).toContain('ckpt: password prompt: interrupted (SIGINT)');
+    // Without a terminal, nothing is asked.
+    const piped = await ckpt(['login', basic.host], { env });
+    expect(piped.exitCode).toBe(2);
+    expect(piped.stderr).toMatch(/login needs --username with --password-stdin, or --creds/);
   });
 
   it('login and logout of a namespace touch its own entry, as podman login does, not the host entry', async () => {

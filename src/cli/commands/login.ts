@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { CkptError } from '../../errors.js';
+import { canPrompt, prompt } from '../prompt.js';
 import { type RegistryFlags, addRegistryFlags, registryAccess } from '../registry-flags.js';
 
 export function registerLogin(cli: Command, signal: AbortSignal): void {
@@ -13,8 +14,11 @@ export function registerLogin(cli: Command, signal: AbortSignal): void {
   if (authfile) authfile.description = 'auth file to store the credentials in (created if missing)';
   login.action(async (registry: string, flags: RegistryFlags) => {
     const commands = await import('../../commands/login.js');
-    const { credentials, ...access } = await registryAccess(flags, signal);
-    if (!credentials) throw new CkptError('USAGE', 'login needs --username with --password-stdin, or --creds');
+    const { credentials: given, ...access } = await registryAccess(flags, signal);
+    // As podman login: on a terminal, what was not given is asked, the password without echo.
+    const credentials =
+      given ?? (canPrompt() ? { username: await prompt('Username: ', false, signal), password: await prompt('Password: ', true, signal) } : undefined);
+    if (!credentials) throw new CkptError('USAGE', 'login needs --username with --password-stdin, or --creds, where standard input is not a terminal');
     const file = await commands.login(registry, { ...access, ...credentials, authFile: flags.authfile, signal });
     process.stderr.write(`Login succeeded; credentials stored in ${file}\n`);
   });
