@@ -82,6 +82,10 @@ describe('error mapping', () => {
   it('redacts credentials that a registry echoes', () => {
     const text = redact('auth failed for Bearer eyJhbGciOi.eyJzdWIi.c2ln with password=hunter2 and "token": "abc123"');
     expect(text).not.toMatch(/eyJ|hunter2|abc123/);
+    // Blob storage quoting the signed URL a redirect sent us to.
+    const storage = redact('SignatureDoesNotMatch for /b?X-Amz-Credential=AKIAEXAMPLE%2F1&X-Amz-Signature=SECRETSIG&X-Amz-Security-Token=T0K, or ?sv=1&sig=AZSIG&se=2');
+    expect(storage).not.toMatch(/AKIAEXAMPLE|SECRETSIG|T0K|AZSIG/);
+    expect(storage).toContain('X-Amz-Signature=<redacted>');
   });
 });
 
