@@ -1,13 +1,8 @@
 import { CommanderError } from 'commander';
 import { CkptError, ExitCode } from '../errors.js';
+// Credentials that a lower layer's error might quote back: never printed.
+import { redact } from '../registry/errors.js';
 
-/** Credentials that might be quoted back by an error from a lower layer: never print them. */
-function redact(message: string): string {
-  return message
-    .replace(/(authorization:\s*)(basic|bearer)\s+\S+/gi, '$1$2 [redacted]')
-    .replace(/\b(password|token|secret|access_token|refresh_token)=([^&\s]+)/gi, '$1=[redacted]')
-    .replace(/\/\/[^/\s:@]+:[^/\s@]+@/g, '//[redacted]@');
-}
 
 /**
  * One line, whatever a lower layer put in its message (OpenSSL ends some with a newline), and no

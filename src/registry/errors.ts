@@ -32,6 +32,8 @@ const SECRET_PATTERNS: [RegExp, string][] = [
   // Form or query fields, and JSON members, named like secrets.
   [/\b((?:access_|refresh_|id_)?token|password|secret)=[^\s&"',}]+/gi, '$1=<redacted>'],
   [/"((?:access_|refresh_|id_)?token|password|secret)"\s*:\s*"[^"]*"/gi, '"$1": "<redacted>"'],
+  // Credentials in a URL (`https://user:password@host`).
+  [/\/\/[^/\s:@]+:[^/\s@]+@/g, '//[redacted]@'],
   // A signed storage URL a blob redirect went to, quoted back by the storage (S3, GCS, Azure SAS, CloudFront).
   [/\b(X-(?:Amz|Goog)-(?:Signature|Credential|Security-Token)|Signature|sig|Key-Pair-Id|Policy)=[^\s&"'<>]+/gi, '$1=<redacted>'],
 ];

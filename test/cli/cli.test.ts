@@ -292,6 +292,9 @@ describe('command line', () => {
     const message = 'GET https://10.0.0.1:5000/v2/: EPROTO: 40C8:error:0A00010B:SSL routines:ssl3_get_record:wrong version number:\n';
     expect(reportError(new CkptError('NETWORK', message, { subject: '10.0.0.1:5000' }), (line) => lines.push(line))).toBe(6);
     expect(lines).toEqual([`ckpt: 10.0.0.1:5000: ${message.trim()}`]);
+    // Credentials a lower layer quoted are not printed.
+    reportError(new Error('GET https://alice:s3cr3t@host/v2/ failed with Authorization: Basic YWxpY2U6czNjcjN0'), (line) => lines.push(line));
+    expect(lines[1]).toBe('ckpt: GET https://[redacted]@host/v2/ failed with Authorization: Basic <redacted>');
   });
 
   it('a created annotation that is not an RFC 3339 time is a usage error; one that is, skopeo reads', async () => {
