@@ -56,13 +56,13 @@ async function readStdin(signal: AbortSignal): Promise<string> {
 }
 
 /** Turns the flags into the library's options; conflicting flags are refused with a sentence. */
-export async function registryAccess(flags: RegistryFlags, signal: AbortSignal): Promise<RegistryAccess> {
+export async function registryAccess(flags: RegistryFlags, signal: AbortSignal, question = 'Password: '): Promise<RegistryAccess> {
   if (flags.creds && (flags.username || flags.passwordStdin)) {
     throw new CkptError('USAGE', '--creds and --username/--password-stdin cannot be used together');
   }
   let credentials: RegistryAccess['credentials'];
   // A password asked on the terminal, without echo, stays out of argv and the shell's history.
-  const askPassword = () => prompt('Password: ', true, signal);
+  const askPassword = () => prompt(question, true, signal);
   if (flags.creds) {
     const colon = flags.creds.indexOf(':');
     if (colon === 0 || (colon < 0 && !canPrompt())) throw new CkptError('USAGE', '--creds takes USER:PASSWORD (USER alone asks for the password on a terminal)');

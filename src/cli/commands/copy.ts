@@ -15,14 +15,14 @@ export function registerCopy(cli: Command, signal: AbortSignal): void {
     .argument('<source>', 'HOST[:PORT]/REPO[:TAG|@DIGEST] or oci:DIR[:TAG]')
     .argument('<destination>', 'HOST[:PORT]/REPO[:TAG] or oci:DIR[:TAG] (tag defaults to the source tag)')
     .option(
-      '--src-creds <user:password>',
+      '--src-creds <user[:password]>',
       'credentials for the source registry (the other registry flags apply to both; --creds go to the source only on the same registry or with a layout as destination)',
     )
     .option('--concurrency <n>', 'blobs moved at once (default 4)', countOption);
   addOutputFlags(addRegistryFlags(command)).action(async (source: string, destination: string, flags: CopyFlags) => {
     const { copy } = await import('../../commands/copy.js');
     const access = await registryAccess(flags, signal);
-    const sourceAccess = flags.srcCreds ? await registryAccess({ ...flags, creds: flags.srcCreds, username: undefined, passwordStdin: undefined }, signal) : undefined;
+    const sourceAccess = flags.srcCreds ? await registryAccess({ ...flags, creds: flags.srcCreds, username: undefined, passwordStdin: undefined }, signal, 'Password of the source: ') : undefined;
     const progress = progressFor('Copying', flags);
     const result = await copy(source, destination, {
       ...access,
