@@ -81,9 +81,13 @@ const PRINTED = new Set(['commander.help', 'commander.helpDisplayed', 'commander
 function usageError(err: CommanderError, cli: Command, argv: string[]): CkptError {
   const first = argv.find((arg) => !arg.startsWith('-'));
   const command = cli.commands.find((c) => c.name() === first)?.name();
-  // Commander quotes a token it refused whole: `--creds=USER:PASSWORD` given where no --creds is
-  // must not print the password, so an option's value is cut off, as pflag does in Podman.
-  const what = err.message.replace(/^error: /, '').replace(/'(-[^'=\s]+)=[^']*'/g, "'$1'");
+  // Commander quotes a token it refused whole: `--creds=USER:PASSWORD` given where no --creds is,
+  // or `-pPASSWORD`, must not print the password, so only the option's name is kept, as pflag does.
+  const refused = err.code === 'commander.unknownOption' ? /^error: unknown option '(.*)'(.*)$/s.exec(err.message) : null;
+  const token = refused?.[1] ?? '';
+  const what = refused
+    ? `unknown option '${token.startsWith('--') ? token.split('=')[0] : token.slice(0, 2)}'${refused[2] ?? ''}`
+    : err.message.replace(/^error: /, '');
   return new CkptError('USAGE', `${what} (see ckpt ${command ? `${command} ` : ''}--help)`, { subject: command });
 }
 

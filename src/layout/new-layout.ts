@@ -1,4 +1,4 @@
-import { chmod, readdir, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { ImageReference } from '../reference.js';
 import { removeUnusedLayout } from './store.js';
@@ -29,8 +29,7 @@ export async function removeNewLayoutOnFailure<T>(destination: ImageReference, w
   } catch (err) {
     if (dir !== undefined && before.state !== 'present') {
       // A failure to remove must not hide the first one.
-      const removed = await removeUnusedLayout(dir, before.state === 'empty').catch(() => false);
-      if (removed && before.state === 'empty') await chmod(dir, before.mode).catch(() => undefined);
+      await removeUnusedLayout(dir, before.state === 'empty', before.state === 'empty' ? before.mode : undefined).catch(() => undefined);
     }
     throw err;
   }

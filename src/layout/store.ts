@@ -321,10 +321,11 @@ async function createTemp(dir: string, path: string): Promise<WriteStream> {
  * unless another process has it open for writing, has tagged into it or is writing a blob to it.
  * It looks under index.json.lock, which every process takes to mark a layout as in use or to tag
  * it; the layout is moved aside before it is deleted, so the lock is held for a rename only. A
- * layout half made, or whose index cannot be read, is left alone. True when it was removed.
+ * layout half made, or whose index cannot be read, is left alone.
+ * `modeBack`: the mode an emptied directory gets back.
  */
-export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise<boolean> {
-  if ((await layoutState(dir).catch(() => 'other')) !== 'layout') return false;
+export async function removeUnusedLayout(dir: string, keepDir: boolean, modeBack?: number): Promise<void> {
+  if ((await layoutState(dir).catch(() => 'other')) !== 'layout') return;
   const used = async () =>
     (await hasUsers(dir)) || (await stat(join(dir, INGEST_DIR)).then(() => true, () => false)) || (await tagCount(dir)) !== 0;
   // A mount point, say, stays: what it holds goes aside inside it, where nothing looks.
@@ -336,6 +337,8 @@ export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise
     if (keepDir) {
       await mkdir(aside);
       for (const name of await readdir(dir)) if (!transient(name)) await rename(join(dir, name), join(aside, name));
+      // Under the lock: a process making a layout here after it makes the directory private again.
+      if (modeBack !== undefined) await chmod(dir, modeBack);
     } else {
       await rename(dir, aside);
     }
@@ -350,7 +353,6 @@ export async function removeUnusedLayout(dir: string, keepDir: boolean): Promise
     if (await stat(join(dir, LOCK_FILE)).then(() => false, () => true)) await moveAside();
   }
   if (moved) await rm(aside, { recursive: true, force: true });
-  return moved;
 }
 
 function isOutOfSpace(err: unknown): boolean {
@@ -412,7 +414,11 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
   };
   if (state === 'empty') {
     await chmod(dir, PRIVATE_DIR);
-    return fill(dir);
+    await fill(dir);
+    // Again once filled: a failed command emptying this directory at once may have given it its
+    // old mode back between the two (removeUnusedLayout), before any blob is written.
+    await chmod(dir, PRIVATE_DIR);
+    return;
   }
   await makeDirectories(dirname(dir));
   const temp = join(dirname(dir), `.${basename(dir)}.${ownedName()}`);

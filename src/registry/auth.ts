@@ -56,13 +56,12 @@ export class Authenticator {
 
   /**
    * The registry's credential, looked up once for every request (a credential helper may prompt
-   * or hang): it ends with the first asker's signal or after the token timeout, and each asker
-   * stops waiting when its own signal fires. A failed lookup is tried again by the next.
+   * or hang): shared, so no one asker's signal ends it, only the token timeout; each asker stops
+   * waiting when its own signal fires. A failed lookup is tried again by the next.
    */
   #credential(signal?: AbortSignal): Promise<Credential | undefined> {
     if (!this.#credentialPromise) {
-      const stop = AbortSignal.timeout(TOKEN_TIMEOUT_MS);
-      const lookup = this.#findCredential(this.#registry, signal ? AbortSignal.any([signal, stop]) : stop);
+      const lookup = this.#findCredential(this.#registry, AbortSignal.timeout(TOKEN_TIMEOUT_MS));
       this.#credentialPromise = lookup;
       lookup.catch(() => {
         if (this.#credentialPromise === lookup) this.#credentialPromise = undefined;

@@ -313,8 +313,10 @@ export async function uploadBlob(
     let previous: Buffer | undefined;
     // Chunked only when the blob is larger than one chunk; otherwise one PUT carries it all.
     while (chunk.length === chunkSize && !reader.done) {
-      if (client.chunkedUploads === 'refused') {
-        restart = { held: [chunk], next: undefined };
+      // Another upload of this client found chunks refused: this one starts over as a stream too,
+      // if it still holds every byte it sent (no read has yet reused the first chunk's buffer).
+      if (client.chunkedUploads === 'refused' && (offset === 0 || (offset === chunkSize && previous))) {
+        restart = { held: offset === 0 || !previous ? [chunk] : [previous, chunk], next: undefined };
         break;
       }
       // Read the next chunk while this one is on the wire: compression and network overlap. Not
@@ -374,14 +376,21 @@ async function streamBlob(
   signal?: AbortSignal,
 ): Promise<number> {
   let sent = 0;
+  /** A failure of the blob's own source, reported as itself rather than as the request it broke. */
+  let failed: { error: unknown } | undefined;
   async function* pieces(): AsyncGenerator<Buffer> {
-    for (const piece of next ? [...held, await next] : held) {
-      yield piece;
-      report((sent += piece.length));
-    }
-    for await (const piece of reader.rest()) {
-      yield piece;
-      report((sent += piece.length));
+    try {
+      for (const piece of next ? [...held, await next] : held) {
+        yield piece;
+        report((sent += piece.length));
+      }
+      for await (const piece of reader.rest()) {
+        yield piece;
+        report((sent += piece.length));
+      }
+    } catch (error) {
+      failed = { error };
+      throw error;
     }
   }
   const res = await target.client.send({
@@ -393,6 +402,8 @@ async function streamBlob(
     expect: PATCH_TAKEN,
     signal,
     subject: target.subject,
+  }).catch((err: unknown) => {
+    throw failed ? failed.error : err;
   });
   await res.body.dump();
   session.location = nextLocation(res, session.location);

@@ -268,6 +268,10 @@ describe('command line', () => {
     // An option given where it does not exist (copy's --src-creds to push) is named without its value.
     const misplaced = await ckpt(['push', '--src-creds=alice:S3cret', 'build', 'host/x']);
     expect(misplaced.stderr).toBe("ckpt: push: unknown option '--src-creds' (see ckpt push --help)");
+    for (const token of ["--src-creds=alice:se'cr3t", '-pS3cret']) {
+      const run = await ckpt(['push', token, 'build', 'host/x']);
+      expect(run.stderr).toMatch(/^ckpt: push: unknown option '(--src-creds|-p)' \(see ckpt push --help\)$/);
+    }
     // No command: the help, and nothing after it.
     const none = await ckpt([]);
     expect(none.exitCode).toBe(2);

@@ -34,6 +34,8 @@ export interface FaultRule {
   url?: RegExp;
   /** Only requests carrying this header (lower case): `content-range`, a chunk of an upload. */
   header?: string;
+  /** ... whose value matches this. */
+  headerValue?: RegExp;
   fault: Fault;
   /** How many matching requests pass untouched before the fault applies (default 0). */
   skip?: number;
@@ -64,7 +66,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const take = (req: IncomingMessage): Fault | undefined => {
     for (const rule of rules) {
       if ((rule.method && rule.method !== req.method) || (rule.url && !rule.url.test(req.url ?? ''))) continue;
-      if (rule.header && req.headers[rule.header] === undefined) continue;
+      const value = rule.header ? req.headers[rule.header] : undefined;
+      if (rule.header && (typeof value !== 'string' || (rule.headerValue && !rule.headerValue.test(value)))) continue;
       rule.seen++;
       if (rule.seen > (rule.skip ?? 0) && rule.fired < (rule.times ?? 1)) {
         rule.fired++;

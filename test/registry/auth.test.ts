@@ -49,6 +49,28 @@ describe('Basic auth (htpasswd)', () => {
     await r.close();
   });
 
+  it("one caller's abort does not fail another that waits for the same credential lookup", async () => {
+    let lookups = 0;
+    const slow = async (_registry: string, signal: AbortSignal): Promise<Credential> => {
+      lookups++;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(resolve, 400);
+        signal.addEventListener('abort', () => (clearTimeout(timer), reject(new Error('lookup stopped'))), { once: true });
+      });
+      return { username: 'alice', password: PASSWORD };
+    };
+    const r = RegistryRepository.open({ registry: registry.host, repository: 'basic/repo' }, { plainHttp: true, credentials: slow });
+    const first = new AbortController();
+    const a = r.exists(blob(10).desc, { signal: first.signal });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const b = r.exists(blob(11).desc);
+    setTimeout(() => first.abort(), 50);
+    expect((await failure(a)).code).toBe('ABORTED');
+    expect(await b).toBe(false);
+    expect(lookups).toBe(1);
+    await r.close();
+  });
+
   it('fails with UNAUTHORIZED when no credentials are stored', async () => {
     const r = open(undefined);
     const err = await failure(r.resolve('latest'));

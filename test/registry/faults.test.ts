@@ -363,6 +363,32 @@ describe('faults between ckpt and the registry', () => {
     expect((await collect(await check.fetch(desc))).equals(bytes)).toBe(true);
   });
 
+  it('pushes blobs at once to a registry taking one PATCH per session: each starts over whole, whichever finds the refusal first', async () => {
+    await useProxy();
+    const { viaProxy, check } = repos();
+    proxy.add({ method: 'PATCH', url: PATCH_URL, header: 'content-range', headerValue: /^[1-9]/, fault: { kind: 'status', status: 400 }, times: 100 });
+    const blobs = [1, 2, 3, 4].map((i) => blob(CHUNK * 5 + i));
+    await Promise.all(blobs.map(({ bytes, desc }) => viaProxy.push(desc, trickle(bytes, 8_000))));
+    for (const { bytes, desc } of blobs) expect((await collect(await check.fetch(desc))).equals(bytes)).toBe(true);
+  });
+
+  it("reports the source's own failure during a streamed upload, not the request it broke", async () => {
+    await useProxy();
+    const { viaProxy } = repos();
+    proxy.add({ method: 'PATCH', url: PATCH_URL, header: 'content-range', fault: { kind: 'status', status: 416 }, times: 100 });
+    const { bytes } = blob(CHUNK * 4);
+    const source = Readable.from(
+      (async function* () {
+        for (let at = 0; at < CHUNK * 3; at += 8_000) {
+          await new Promise((resolve) => setTimeout(resolve, 1));
+          yield bytes.subarray(at, at + 8_000);
+        }
+        throw new Error('disk read failed');
+      })(),
+    );
+    await expect(viaProxy.ingest(MediaType.layerTar, source)).rejects.toThrow(/^disk read failed$/);
+  });
+
   it("reports a later chunk's refusal by a registry that took chunks before, having nothing to start over from", async () => {
     await useProxy();
     const { viaProxy, check } = repos();
