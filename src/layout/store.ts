@@ -413,10 +413,9 @@ async function createLayout(dir: string, state: 'missing' | 'empty'): Promise<vo
     }
   };
   if (state === 'empty') {
-    await chmod(dir, PRIVATE_DIR);
     await fill(dir);
-    // Again once filled: a failed command emptying this directory at once may have given it its
-    // old mode back between the two (removeUnusedLayout), before any blob is written.
+    // Once filled, before any blob is written: a failed command emptying this directory at once
+    // may have given it its old mode back meanwhile (removeUnusedLayout).
     await chmod(dir, PRIVATE_DIR);
     return;
   }

@@ -311,12 +311,15 @@ export async function uploadBlob(
     /** Where chunks were refused: the blob's first bytes, still held, and the read of those after them. */
     let restart: { held: Buffer[]; next: Promise<Buffer> | undefined } | undefined;
     let previous: Buffer | undefined;
+    /** Every byte sent so far, while still held: the first chunk's buffer is reused by the read after the second's. */
+    const fromStart = (readAhead: boolean): Buffer[] | undefined =>
+      offset === 0 ? [chunk] : offset === chunkSize && previous && !readAhead ? [previous, chunk] : undefined;
     // Chunked only when the blob is larger than one chunk; otherwise one PUT carries it all.
     while (chunk.length === chunkSize && !reader.done) {
-      // Another upload of this client found chunks refused: this one starts over as a stream too,
-      // if it still holds every byte it sent (no read has yet reused the first chunk's buffer).
-      if (client.chunkedUploads === 'refused' && (offset === 0 || (offset === chunkSize && previous))) {
-        restart = { held: offset === 0 || !previous ? [chunk] : [previous, chunk], next: undefined };
+      // Another upload of this client found chunks refused: this one starts over as a stream too, if it can.
+      const held = client.chunkedUploads === 'refused' ? fromStart(false) : undefined;
+      if (held) {
+        restart = { held, next: undefined };
         break;
       }
       // Read the next chunk while this one is on the wire: compression and network overlap. Not
@@ -329,9 +332,9 @@ export async function uploadBlob(
         await sendChunk(target, session, chunk, offset, signal);
       } catch (err) {
         if (!(err instanceof ChunkRefused)) throw err;
-        const held = offset === 0 ? [chunk] : probing && previous ? [previous, chunk] : undefined;
-        if (!held) throw err.error;
-        restart = { held, next };
+        const whole = fromStart(next !== undefined);
+        if (!whole) throw err.error;
+        restart = { held: whole, next };
         break;
       }
       if (offset > 0) client.chunkedUploads = 'accepted';
